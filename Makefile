@@ -1,0 +1,34 @@
+# `make test` and `make demo` work on a fresh machine: they create .venv, install torch 2.13.0 first (an unpinned
+# torch would pull a multi-GB CUDA build), then this package with the exact versions we test (constraints.txt).
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TEST_ENV := HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: install test demo lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,examples]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	HF_HOME=$$tmp/hf MCG_CACHE=$$tmp/mcg $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+	$(PY) examples/run_videoqa.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check modeling_mcg examples tests benchmarks
+	$(VENV)/bin/ruff format --check modeling_mcg examples tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

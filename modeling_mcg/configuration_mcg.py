@@ -1,0 +1,325 @@
+"""Configuration of MCG: an intra-video module (TimeSformer), an intra-question module (BERT), a cross-modal fusor and
+an answer generator (BERT decoder with cross-attention), plus the contrastive heads used in pre-training.
+
+The composite config keeps three sub-configs: `vision_config`, `question_config` and `decoder`. The decoder's is
+named `decoder` on purpose: `generate()` sizes its cache from `config.get_text_config(decoder=True)`, which looks
+for an attribute named `decoder`/`generator`/`text_config` and must find exactly one.
+
+Special token ids live on the top-level config (the single source of truth) and are copied into the sub-configs.
+"""
+
+from transformers import PreTrainedConfig
+
+VISION_ATTENTION_TYPES = ("divided_space_time", "space_only")
+TEMPORAL_POOLING_TYPES = ("mean", "none")
+TEMPORAL_INTERPOLATION_MODES = ("nearest", "linear")
+FUSION_TYPES = ("cross", "concat")
+
+
+def _check_choice(config_name: str, field: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{config_name}.{field} must be one of {list(allowed)}, got {value!r}.")
+
+
+def _check_positive(config_name: str, **fields) -> None:
+    for field, value in fields.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{config_name}.{field} must be a positive integer, got {value!r}.")
+
+
+def _check_heads(config_name: str, hidden_size: int, num_attention_heads: int) -> None:
+    if hidden_size % num_attention_heads != 0:
+        raise ValueError(
+            f"{config_name}.hidden_size ({hidden_size}) must be divisible by num_attention_heads "
+            f"({num_attention_heads}); pick a head count that divides it."
+        )
+
+
+def _check_probability(config_name: str, **fields) -> None:
+    for field, value in fields.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{config_name}.{field} must be in [0, 1), got {value!r}.")
+
+
+class MCGVisionConfig(PreTrainedConfig):
+    r"""
+    Intra-video module (IVM): a TimeSformer with divided space-time attention.
+
+    Args:
+        image_size (`int`, defaults to 224): input frame height and width (frames are square after the processor's crop).
+        patch_size (`int`, defaults to 16): side of the square patches; `image_size` must be a multiple of it.
+        num_channels (`int`, defaults to 3): input channels.
+        num_frames (`int`, defaults to 8): frames the temporal embedding is stored for. Any frame count works at run
+            time: the temporal embedding is interpolated (`temporal_embedding_interpolation`).
+        hidden_size (`int`, defaults to 768), num_hidden_layers (`int`, defaults to 12),
+        num_attention_heads (`int`, defaults to 12), intermediate_size (`int`, defaults to 3072): transformer sizes.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation.
+        attention_type (`str`, defaults to `"divided_space_time"`): `"divided_space_time"` (temporal attention over
+            frames at each patch location, then spatial attention within each frame) or `"space_only"` (per-frame
+            ViT; frames only meet in the temporal pooling).
+        temporal_pooling (`str`, defaults to `"mean"`): `"mean"` returns `[CLS; mean over frames of the patches]`,
+            `(b, 1 + n, d)` as in the official code; `"none"` keeps every token, `(b, 1 + t * n, d)`, for
+            fine-grained fusion over long videos.
+        temporal_embedding_interpolation (`str`, defaults to `"nearest"`): how the temporal embedding is resized when
+            the clip has a different frame count (`"nearest"` as the official code, or `"linear"`).
+        layer_norm_eps (`float`, defaults to 1e-6), qkv_bias (`bool`, defaults to `True`).
+        hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
+        drop_path_rate (`float`, defaults to 0.1): stochastic depth, rising linearly from 0 over the blocks.
+        initializer_range (`float`, defaults to 0.02).
+
+    Example:
+
+    ```python
+    >>> from modeling_mcg import MCGVisionConfig
+    >>> MCGVisionConfig(image_size=32, patch_size=8, hidden_size=32, num_frames=4).num_patches
+    16
+    ```"""
+
+    model_type = "mcg_vision"
+    base_config_key = "vision_config"
+
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    num_frames: int = 8
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    attention_type: str = "divided_space_time"
+    temporal_pooling: str = "mean"
+    temporal_embedding_interpolation: str = "nearest"
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.1
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        name = type(self).__name__
+        _check_positive(
+            name,
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            num_channels=self.num_channels,
+            num_frames=self.num_frames,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+        )
+        _check_heads(name, self.hidden_size, self.num_attention_heads)
+        if self.image_size % self.patch_size != 0:
+            raise ValueError(
+                f"{name}.image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})."
+            )
+        _check_choice(name, "attention_type", self.attention_type, VISION_ATTENTION_TYPES)
+        _check_choice(name, "temporal_pooling", self.temporal_pooling, TEMPORAL_POOLING_TYPES)
+        _check_choice(
+            name, "temporal_embedding_interpolation", self.temporal_embedding_interpolation, TEMPORAL_INTERPOLATION_MODES
+        )
+        _check_probability(
+            name,
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+            drop_path_rate=self.drop_path_rate,
+        )
+
+    @property
+    def num_patches(self) -> int:
+        """Patches per frame, `n` in the shape comments."""
+        return (self.image_size // self.patch_size) ** 2
+
+
+class MCGTextConfig(PreTrainedConfig):
+    r"""
+    A BERT-style transformer (post-norm, absolute positions, no token types, as BLIP's "MED" BERT so its weights load).
+    Used for the intra-question module (`MCGQuestionConfig`) and the answer generator (`MCGDecoderConfig`).
+
+    Args:
+        vocab_size (`int`, defaults to 30524): bert-base-uncased's 30522 WordPiece tokens + `[DEC]` + `[ENC]`.
+        hidden_size (`int`, defaults to 768), num_hidden_layers (`int`, defaults to 12),
+        num_attention_heads (`int`, defaults to 12), intermediate_size (`int`, defaults to 3072): transformer sizes.
+        hidden_act (`str`, defaults to `"gelu"`).
+        hidden_dropout_prob (`float`, defaults to 0.1), attention_probs_dropout_prob (`float`, defaults to 0.1).
+        max_position_embeddings (`int`, defaults to 512), layer_norm_eps (`float`, defaults to 1e-12).
+        initializer_range (`float`, defaults to 0.02).
+        pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id (`int`): copied from `MCGConfig`.
+    """
+
+    model_type = "mcg_text"
+
+    vocab_size: int = 30524
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 30522
+    eos_token_id: int | None = 102
+    decoder_start_token_id: int | None = 30522
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        name = type(self).__name__
+        _check_positive(
+            name,
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.max_position_embeddings,
+        )
+        _check_heads(name, self.hidden_size, self.num_attention_heads)
+        _check_probability(
+            name,
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+        )
+
+
+class MCGQuestionConfig(MCGTextConfig):
+    """Intra-question module (IQM): a bidirectional BERT encoder over `[ENC] question [SEP] (subtitles [SEP])`."""
+
+    model_type = "mcg_question"
+    base_config_key = "question_config"
+
+
+class MCGDecoderConfig(MCGTextConfig):
+    """Answer generator: causal self-attention → cross-attention to the fused evidence → FFN, LM head tied to its
+    input embeddings."""
+
+    model_type = "mcg_decoder"
+    base_config_key = "decoder"
+
+
+class MCGConfig(PreTrainedConfig):
+    r"""
+    Configuration of an MCG model ([`MCGModel`], [`MCGForVideoQuestionAnswering`], [`MCGForPreTraining`]).
+
+    Args:
+        vision_config (`dict` or [`MCGVisionConfig`]): the intra-video module.
+        question_config (`dict` or [`MCGQuestionConfig`]): the intra-question module.
+        decoder (`dict` or [`MCGDecoderConfig`]): the answer generator.
+        fusion_type (`str`, defaults to `"cross"`): the cross-modal fusor. `"cross"` (the paper's figure):
+            `num_fusion_layers` blocks of self-attention over the question → cross-attention to the video tokens →
+            FFN. `"concat"` (the official code, for imported checkpoints): `[question; video]` is re-encoded by the
+            question encoder's own layers with bidirectional self-attention (requires equal vision and question
+            hidden sizes).
+        num_fusion_layers (`int`, defaults to 2): fusor depth for `fusion_type="cross"`.
+        projection_dim (`int`, defaults to 256): size of the shared contrastive space.
+        temperature_init (`float`, defaults to 0.07): initial learnable ICL temperature, clamped to
+            [`temperature_min`, `temperature_max`] = [0.001, 0.5] at every forward.
+        tcl_temperature (`float`, defaults to 0.1): fixed temperature of the token-level contrast.
+        icl_loss_weight (`float`, defaults to 0.0), tcl_loss_weight (`float`, defaults to 0.0): weights of the
+            auxiliary instance/token contrastive losses. [`MCGForVideoQuestionAnswering`] adds them to the LM loss on
+            (video, question + answer) pairs when > 0; [`MCGForPreTraining`] uses them as the loss weights.
+        mlm_loss_weight (`float`, defaults to 1.0), vtm_loss_weight (`float`, defaults to 0.0): pre-training weights
+            of masked language modelling and video–text matching (VTM off by default, as in the official code).
+        mlm_probability (`float`, defaults to 0.15): fraction of caption tokens masked for MLM (80/10/10).
+        label_smoothing (`float`, defaults to 0.1): smoothing of the answer cross-entropy.
+        pad_token_id (`int`, defaults to 0), bos_token_id (`int`, defaults to 30522, `[DEC]`),
+        eos_token_id (`int`, defaults to 102, `[SEP]`), decoder_start_token_id (`int`, defaults to 30522),
+        enc_token_id (`int`, defaults to 30523, `[ENC]`), mask_token_id (`int`, defaults to 103, `[MASK]`):
+            special tokens; must match the processor's tokenizer.
+        initializer_range (`float`, defaults to 0.02).
+
+    Example:
+
+    ```python
+    >>> from modeling_mcg import MCGConfig, MCGForVideoQuestionAnswering
+    >>> config = MCGConfig.from_json_file("hub_configs/mcg-tiny.json")
+    >>> model = MCGForVideoQuestionAnswering(config)
+    >>> config.get_text_config(decoder=True) is config.decoder
+    True
+    ```"""
+
+    model_type = "mcg"
+    sub_configs_defaults = {
+        "vision_config": MCGVisionConfig,
+        "question_config": MCGQuestionConfig,
+        "decoder": MCGDecoderConfig,
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    question_config: dict | PreTrainedConfig | None = None
+    decoder: dict | PreTrainedConfig | None = None
+    fusion_type: str = "cross"
+    num_fusion_layers: int = 2
+    projection_dim: int = 256
+    temperature_init: float = 0.07
+    temperature_min: float = 0.001
+    temperature_max: float = 0.5
+    tcl_temperature: float = 0.1
+    icl_loss_weight: float = 0.0
+    tcl_loss_weight: float = 0.0
+    mlm_loss_weight: float = 1.0
+    vtm_loss_weight: float = 0.0
+    mlm_probability: float = 0.15
+    label_smoothing: float = 0.1
+    pad_token_id: int = 0
+    bos_token_id: int = 30522
+    eos_token_id: int = 102
+    decoder_start_token_id: int = 30522
+    enc_token_id: int = 30523
+    mask_token_id: int = 103
+    initializer_range: float = 0.02
+    is_encoder_decoder: bool = True
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        name = type(self).__name__
+        _check_choice(name, "fusion_type", self.fusion_type, FUSION_TYPES)
+        _check_positive(name, num_fusion_layers=self.num_fusion_layers, projection_dim=self.projection_dim)
+        if not 0 < self.temperature_min <= self.temperature_init <= self.temperature_max:
+            raise ValueError(
+                f"{name} needs 0 < temperature_min <= temperature_init <= temperature_max, got "
+                f"{self.temperature_min}, {self.temperature_init}, {self.temperature_max}."
+            )
+        if self.tcl_temperature <= 0:
+            raise ValueError(f"{name}.tcl_temperature must be > 0, got {self.tcl_temperature}.")
+        for field in ("icl_loss_weight", "tcl_loss_weight", "mlm_loss_weight", "vtm_loss_weight"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{name}.{field} must be >= 0, got {getattr(self, field)}.")
+        _check_probability(name, label_smoothing=self.label_smoothing)
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(f"{name}.mlm_probability must be in (0, 1), got {self.mlm_probability}.")
+        if self.question_config.vocab_size != self.decoder.vocab_size:
+            raise ValueError(
+                f"{name}: question_config.vocab_size ({self.question_config.vocab_size}) and decoder.vocab_size "
+                f"({self.decoder.vocab_size}) must be equal: the question encoder and the answer generator share "
+                "one tokenizer."
+            )
+        if self.fusion_type == "concat" and self.vision_config.hidden_size != self.question_config.hidden_size:
+            raise ValueError(
+                f'{name}: fusion_type="concat" re-encodes [question; video] with the question encoder, so '
+                f"vision_config.hidden_size ({self.vision_config.hidden_size}) must equal question_config.hidden_size "
+                f'({self.question_config.hidden_size}); use fusion_type="cross" for different sizes.'
+            )
+        for field in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "enc_token_id"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or not 0 <= value < self.decoder.vocab_size:
+                raise ValueError(
+                    f"{name}.{field} must be a token id in [0, {self.decoder.vocab_size}), got {value!r}; it must "
+                    "match the processor's tokenizer."
+                )
+        # one source of truth for special tokens: generate() reads them from the decoder sub-config
+        for sub_config in (self.question_config, self.decoder):
+            sub_config.pad_token_id = self.pad_token_id
+            sub_config.bos_token_id = self.bos_token_id
+            sub_config.eos_token_id = self.eos_token_id
+            sub_config.decoder_start_token_id = self.decoder_start_token_id
+
+
+__all__ = ["MCGConfig", "MCGVisionConfig", "MCGTextConfig", "MCGQuestionConfig", "MCGDecoderConfig"]

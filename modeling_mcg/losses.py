@@ -1,0 +1,188 @@
+"""MCG's training objectives as pure functions of tensors: instance-level contrast (ICL), token-level contrast (TCL),
+masked-token corruption for MLM, and in-batch hard-negative sampling for video–text matching (VTM).
+
+Keeping them free of modules makes each testable against a naive per-sample loop, and lets the QA head and the
+pre-training head share them. Shapes: `b` batch, `k` video tokens, `s` text tokens, `m` words, `e` projection size.
+"""
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def _gather_across_processes(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All-gather `x` (b, ...) into (world * b, ...) with gradients flowing back to every shard's owner.
+
+    Returns the gathered tensor and the offset of this process's rows in it. A no-op outside `torch.distributed`.
+    The autograd-aware all_gather sums, on each process, the gradients that every process's loss sends to its local
+    rows; with DDP's gradient averaging this gives exactly the gradient of the mean of the per-process losses.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    gathered = all_gather(x.contiguous())
+    return torch.cat(gathered, dim=0), dist.get_rank() * x.shape[0]
+
+
+def instance_contrastive_loss(
+    video_embeds: torch.Tensor, text_embeds: torch.Tensor, temperature: torch.Tensor | float
+) -> torch.Tensor:
+    """ICL: symmetric InfoNCE between L2-normalised video and text [CLS] embeddings (b, e).
+
+    Negatives are every other pair of the *global* batch: when `torch.distributed` is initialised both sides are
+    all-gathered (every process must pass the same local batch size). Each process scores its own rows against all
+    columns: L = ½ [CE(v·tᵀ/τ, diag) + CE(t·vᵀ/τ, diag)], averaged over the local rows.
+    """
+    if video_embeds.shape != text_embeds.shape or video_embeds.ndim != 2:
+        raise ValueError(
+            f"ICL expects video and text embeddings of the same shape (b, e), got {tuple(video_embeds.shape)} and "
+            f"{tuple(text_embeds.shape)}."
+        )
+    all_video, offset = _gather_across_processes(video_embeds)
+    all_text, _ = _gather_across_processes(text_embeds)
+    targets = torch.arange(video_embeds.shape[0], device=video_embeds.device) + offset
+    logits_v2t = video_embeds @ all_text.t() / temperature  # (b, world * b)
+    logits_t2v = text_embeds @ all_video.t() / temperature  # (b, world * b)
+    return (F.cross_entropy(logits_v2t.float(), targets) + F.cross_entropy(logits_t2v.float(), targets)) / 2
+
+
+def clipped_importance(weights: torch.Tensor, mask: torch.Tensor, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
+    """Clip each row of importance weights (b, k) to its [10th, 90th] percentile over the valid entries, zero the
+    invalid ones and renormalise every row to sum to 1 (official TCL weighting, without gradient)."""
+    weights = weights.detach().float()
+    mask = mask.bool()
+    out = torch.zeros_like(weights)
+    for i in range(weights.shape[0]):  # rows have different numbers of valid entries
+        valid = weights[i][mask[i]]
+        if valid.numel() == 0:
+            continue
+        lo, hi = torch.quantile(valid, low), torch.quantile(valid, high)
+        out[i][mask[i]] = valid.clamp(lo, hi)
+    return out / out.sum(dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
+
+
+def aggregate_words(
+    token_states: torch.Tensor, token_weights: torch.Tensor, word_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sum sub-word pieces into words.
+
+    Args:
+        token_states: (b, s, d) last-layer text states.
+        token_weights: (b, s) importance of each token ([CLS]→token attention).
+        word_ids: (b, s) index of the word each token belongs to, -1 for tokens that are no word ([CLS]/[ENC],
+            padding). Fast tokenizers give it as `encoding.word_ids()`.
+
+    Returns words (b, m, d), word weights (b, m) and a word mask (b, m), m = the largest word count in the batch.
+    """
+    b, _, d = token_states.shape
+    num_words = int(word_ids.max().item()) + 1 if word_ids.numel() else 0
+    num_words = max(num_words, 1)
+    valid = word_ids >= 0
+    index = word_ids.clamp_min(0)
+    words = token_states.new_zeros(b, num_words, d).index_put_(
+        (torch.arange(b, device=word_ids.device)[:, None].expand_as(index)[valid], index[valid]),
+        token_states[valid],
+        accumulate=True,
+    )
+    weights = token_weights.new_zeros(b, num_words).index_put_(
+        (torch.arange(b, device=word_ids.device)[:, None].expand_as(index)[valid], index[valid]),
+        token_weights[valid],
+        accumulate=True,
+    )
+    word_mask = torch.zeros(b, num_words, dtype=torch.bool, device=word_ids.device)
+    word_mask[torch.arange(b, device=word_ids.device)[:, None].expand_as(index)[valid], index[valid]] = True
+    return words, weights, word_mask
+
+
+def _read_and_contrast(queries, keys, query_mask, key_mask, query_weights, temperature, normalize_read):
+    """One direction of TCL: every query token reads the other modality by soft attention, then must pick its own
+    read-out among the read-outs of the other query tokens of the same sample (symmetric cross-entropy)."""
+    neg = torch.finfo(queries.dtype).min
+    attn = queries @ keys.transpose(1, 2) / temperature  # (b, q, k)
+    attn = attn.masked_fill(~key_mask[:, None, :], neg).softmax(dim=-1)
+    read = attn @ keys  # (b, q, e)
+    if normalize_read:
+        read = F.normalize(read, dim=-1)
+    sim = queries @ read.transpose(1, 2) / temperature  # (b, q, q): query i vs read-out of query j
+    pair_mask = query_mask[:, :, None] & query_mask[:, None, :]
+    sim = sim.float().masked_fill(~pair_mask, torch.finfo(torch.float32).min)
+    targets = torch.arange(sim.shape[1], device=sim.device).expand(sim.shape[0], -1)  # (b, q)
+    row = F.cross_entropy(sim.transpose(1, 2), targets, reduction="none")  # (b, q): CE(S[i, :], i)
+    col = F.cross_entropy(sim, targets, reduction="none")  # (b, q): CE(S[:, i], i)
+    per_token = 0.5 * (row + col) * query_mask
+    return (per_token * query_weights).sum(dim=1).mean()
+
+
+def token_contrastive_loss(
+    video_tokens: torch.Tensor,
+    word_tokens: torch.Tensor,
+    video_weights: torch.Tensor,
+    word_weights: torch.Tensor,
+    video_mask: torch.Tensor | None = None,
+    word_mask: torch.Tensor | None = None,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """TCL: token-level, intra-sample contrast between video tokens and words (MGCA-style local alignment).
+
+    Args:
+        video_tokens: (b, k, e) L2-normalised projected video patch tokens (the figure's memory M_V).
+        word_tokens: (b, m, e) L2-normalised projected words (memory M_Q).
+        video_weights, word_weights: (b, k), (b, m) importance weights, each row summing to 1 over valid entries
+            (see `clipped_importance`).
+        video_mask, word_mask: (b, k), (b, m) bool, True for real tokens.
+
+    Returns L_TCL = L_tlc (words read the video) + L_tvc (video tokens read the words).
+
+    This is the *corrected* formulation of the official code (paper.md §6.2):
+    - Q1: the text pass uses true token positions (the official pre-training pass put every token at position 0);
+    - Q2: patch weights come from every frame of the *same* sample, averaged (the official code read rows belonging
+      to other samples' frames);
+    - Q3: word weights are aligned with their words (the official code was off by one token);
+    - padding words/tokens are excluded as candidates as well as weighted 0, so the loss does not depend on how much
+      a batch is padded, and both read-outs are re-normalised (the official code left the video-side read raw, Q4).
+    """
+    if video_mask is None:
+        video_mask = torch.ones(video_tokens.shape[:2], dtype=torch.bool, device=video_tokens.device)
+    if word_mask is None:
+        word_mask = torch.ones(word_tokens.shape[:2], dtype=torch.bool, device=word_tokens.device)
+    video_mask, word_mask = video_mask.bool(), word_mask.bool()
+    loss_words = _read_and_contrast(word_tokens, video_tokens, word_mask, video_mask, word_weights, temperature, True)
+    loss_video = _read_and_contrast(video_tokens, word_tokens, video_mask, word_mask, video_weights, temperature, True)
+    return loss_words + loss_video
+
+
+def mask_tokens_for_mlm(
+    input_ids: torch.Tensor,
+    maskable: torch.Tensor,
+    mask_token_id: int,
+    vocab_size: int,
+    probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT corruption: pick `probability` of the maskable tokens; of those 80% → [MASK], 10% → a random token,
+    10% unchanged. Returns (corrupted input_ids, labels with -100 everywhere but the picked positions)."""
+
+    def rand_like(x):
+        return torch.rand(x.shape, generator=generator, device=x.device)
+
+    picked = (rand_like(input_ids) < probability) & maskable.bool()
+    labels = input_ids.masked_fill(~picked, -100)
+    corrupted = input_ids.clone()
+    to_mask = picked & (rand_like(input_ids) < 0.8)
+    corrupted[to_mask] = mask_token_id
+    to_random = picked & ~to_mask & (rand_like(input_ids) < 0.5)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=input_ids.device)
+    corrupted[to_random] = random_ids[to_random]
+    return corrupted, labels
+
+
+def sample_hard_negatives(similarity: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each row of an in-batch similarity matrix (b, b), draw one other column with probability
+    softmax(similarity) over the off-diagonal entries (harder negatives more likely). Needs b >= 2."""
+    if similarity.shape[0] < 2:
+        raise ValueError("Video–text matching needs at least 2 pairs per batch to draw in-batch negatives.")
+    weights = similarity.detach().float().softmax(dim=1)
+    weights = weights.masked_fill(torch.eye(similarity.shape[0], dtype=torch.bool, device=weights.device), 0.0)
+    weights = weights + 1e-12 * (1 - torch.eye(similarity.shape[0], device=weights.device))  # no all-zero rows
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1)
