@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_ENV := HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean wordnet
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+# WUPS needs WordNet data: Debian's wordnet-base, installed when this machine allows it (root + apt); without it the
+# WUPS tests skip with that reason.
+wordnet:
+	@if [ ! -f /usr/share/wordnet/data.noun ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends wordnet-base) >/dev/null 2>&1 \
+		|| echo "wordnet-base could not be installed: WUPS tests will be skipped"; fi
+
+test: $(STAMP) wordnet
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	HF_HOME=$$tmp/hf MCG_CACHE=$$tmp/mcg $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests
 

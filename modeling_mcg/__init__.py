@@ -13,7 +13,10 @@ from .modeling_mcg import (
     MCGPreTrainingOutput,
     MCGVideoQuestionAnsweringOutput,
 )
+from .processing_mcg import MCGProcessor, add_mcg_special_tokens, build_wordpiece_tokenizer
 from .registration import register_mcg
+from .video_io import VideoDecodeError
+from .video_processing_mcg import MCGVideoProcessor
 
 register_mcg()
 
@@ -30,5 +33,10 @@ __all__ = [
     "MCGModelOutput",
     "MCGVideoQuestionAnsweringOutput",
     "MCGPreTrainingOutput",
+    "MCGProcessor",
+    "MCGVideoProcessor",
+    "VideoDecodeError",
+    "build_wordpiece_tokenizer",
+    "add_mcg_special_tokens",
     "register_mcg",
 ]

@@ -10,6 +10,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """Softmax/cross-entropy in fp32 under bf16/fp16 autocast, without downcasting fp64 inputs."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _gather_across_processes(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All-gather `x` (b, ...) into (world * b, ...) with gradients flowing back to every shard's owner.
 
@@ -44,7 +49,7 @@ def instance_contrastive_loss(
     targets = torch.arange(video_embeds.shape[0], device=video_embeds.device) + offset
     logits_v2t = video_embeds @ all_text.t() / temperature  # (b, world * b)
     logits_t2v = text_embeds @ all_video.t() / temperature  # (b, world * b)
-    return (F.cross_entropy(logits_v2t.float(), targets) + F.cross_entropy(logits_t2v.float(), targets)) / 2
+    return (F.cross_entropy(_at_least_fp32(logits_v2t), targets) + F.cross_entropy(_at_least_fp32(logits_t2v), targets)) / 2
 
 
 def clipped_importance(weights: torch.Tensor, mask: torch.Tensor, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
@@ -106,7 +111,8 @@ def _read_and_contrast(queries, keys, query_mask, key_mask, query_weights, tempe
         read = F.normalize(read, dim=-1)
     sim = queries @ read.transpose(1, 2) / temperature  # (b, q, q): query i vs read-out of query j
     pair_mask = query_mask[:, :, None] & query_mask[:, None, :]
-    sim = sim.float().masked_fill(~pair_mask, torch.finfo(torch.float32).min)
+    sim = _at_least_fp32(sim)
+    sim = sim.masked_fill(~pair_mask, torch.finfo(sim.dtype).min)
     targets = torch.arange(sim.shape[1], device=sim.device).expand(sim.shape[0], -1)  # (b, q)
     row = F.cross_entropy(sim.transpose(1, 2), targets, reduction="none")  # (b, q): CE(S[i, :], i)
     col = F.cross_entropy(sim, targets, reduction="none")  # (b, q): CE(S[:, i], i)

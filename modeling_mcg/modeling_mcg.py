@@ -671,7 +671,10 @@ class MCGPreTrainedModel(PreTrainedModel):
         if isinstance(module, MCGVisionEmbeddings):
             init.trunc_normal_(module.class_embedding, std=std)
             init.trunc_normal_(module.position_embedding, std=std)
-            init.zeros_(module.temporal_embedding)  # a fresh temporal embedding leaves warm-started frames unchanged
+            if module.config.temporal_embedding_init_std > 0:  # from scratch: frames must differ to learn order
+                init.normal_(module.temporal_embedding, std=module.config.temporal_embedding_init_std)
+            else:  # warm start: a zero temporal embedding leaves image-pretrained frames unchanged
+                init.zeros_(module.temporal_embedding)
         elif isinstance(module, MCGVisionEncoderLayer) and module.divided:
             # temporal attention starts as a no-op, so an image-pretrained spatial stack is undisturbed at step 0
             init.zeros_(module.temporal_fc.weight)

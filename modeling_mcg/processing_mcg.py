@@ -1,0 +1,426 @@
+"""MCG processor (video processor + BERT WordPiece tokenizer) and the tokenizer builders it relies on.
+
+Token conventions (reference/paper.md §2.2 and §2.5, from the official code):
+
+* questions are encoded as `[ENC] question [SEP]` (the encoder's first token is `[ENC]`, not `[CLS]`); with
+  subtitles/context (TVQA) `[ENC] question [SEP] subtitles [SEP]`, where only the subtitles are truncated;
+* answers are decoded starting from `[DEC]` (the bos / `decoder_start_token_id`) and end with `[SEP]` (eos). The
+  processor's `labels` are the answer tokens followed by `[SEP]`, without `[DEC]`: the model shifts them right and
+  inserts `[DEC]` itself. Padding in labels is -100.
+
+Vocabularies:
+
+* `mcg-base` uses bert-base-uncased's WordPiece vocabulary (30522 tokens) plus two special tokens, as BLIP/MCG do::
+
+      tokenizer = BertTokenizerFast.from_pretrained("bert-base-uncased")
+      add_mcg_special_tokens(tokenizer)  # [DEC] -> 30522 (bos), [ENC] -> 30523; len(tokenizer) == 30524
+
+  `add_mcg_special_tokens` is `tokenizer.add_special_tokens({"bos_token": "[DEC]", "extra_special_tokens":
+  ["[ENC]"]})` (`extra_special_tokens` is the transformers 5.x name of `additional_special_tokens`), so it works
+  for any BERT tokenizer; `[PAD]` 0, `[SEP]` 102 and `[MASK]` 103 keep their BERT ids.
+* Tiny models, tests and the synthetic data set use `build_wordpiece_tokenizer(words)`, which builds the same
+  kind of tokenizer locally (no Hub) with `[PAD]`=0, `[UNK]`=1, `[CLS]`=2, `[SEP]`=3, `[MASK]`=4, `[DEC]`=5,
+  `[ENC]`=6 and the words from id 7 on.
+"""
+
+import string
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers.processing_utils import ProcessorMixin
+from transformers.tokenization_utils_base import BatchEncoding, PreTrainedTokenizerBase
+
+from .video_processing_mcg import MCGVideoProcessor
+
+ENC_TOKEN = "[ENC]"
+DEC_TOKEN = "[DEC]"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", DEC_TOKEN, ENC_TOKEN)
+IGNORE_INDEX = -100
+
+
+def build_wordpiece_tokenizer(
+    words: Iterable[str], *, lowercase: bool = True, model_max_length: int = 512
+) -> PreTrainedTokenizerFast:
+    """Build a BERT-style WordPiece tokenizer from a word list, locally (tests, tiny models, synthetic data).
+
+    Ids: `[PAD]`=0, `[UNK]`=1, `[CLS]`=2, `[SEP]`=3, `[MASK]`=4, `[DEC]`=5 (bos), `[ENC]`=6, then each distinct word
+    in the given order, then every single character and its `##` continuation so that any word made of known
+    characters (ASCII letters, digits, punctuation and the characters of `words`) tokenises without `[UNK]`.
+    Entries are normalised and split like BERT input ("ice-cream" adds "ice", "-", "cream"); an entry starting with
+    "##" is kept as a continuation piece. `[SEP]` is eos; plain `tokenizer(text)` adds `[CLS] ... [SEP]` like BERT.
+    """
+    if isinstance(words, str):
+        raise TypeError("words must be an iterable of words (e.g. a list of strings), not a single string.")
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    chars = set(string.ascii_lowercase + string.digits + string.punctuation)
+    if not lowercase:
+        chars.update(string.ascii_uppercase)
+    for position, word in enumerate(words):
+        if not isinstance(word, str):
+            raise TypeError(f"words[{position}] is a {type(word).__name__}; every entry must be a string.")
+        if word.startswith("##") and len(word) > 2:
+            piece = normalizer.normalize_str(word[2:])
+            vocab.setdefault("##" + piece, len(vocab))
+            chars.update(piece)
+            continue
+        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(word)):
+            vocab.setdefault(piece, len(vocab))
+            chars.update(piece)
+    for char in sorted(chars):
+        vocab.setdefault(char, len(vocab))
+    for char in sorted(chars):
+        vocab.setdefault("##" + char, len(vocab))
+
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
+    backend.decoder = decoders.WordPiece(prefix="##")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        bos_token=DEC_TOKEN,
+        eos_token="[SEP]",
+        extra_special_tokens=[ENC_TOKEN],
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+
+
+def add_mcg_special_tokens(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Add `[DEC]` (bos) and then `[ENC]` to a BERT tokenizer in place, as MCG/BLIP do; idempotent.
+
+    On bert-base-uncased this gives `[DEC]`=30522 and `[ENC]`=30523 (vocabulary 30524). `[SEP]` becomes the eos token
+    when the tokenizer has none. Existing extra special tokens are kept. Returns the tokenizer. Remember to resize
+    the model's embeddings when the vocabulary grew.
+    """
+    tokenizer.add_special_tokens({"bos_token": DEC_TOKEN}, replace_extra_special_tokens=False)
+    tokenizer.add_special_tokens({"extra_special_tokens": [ENC_TOKEN]}, replace_extra_special_tokens=False)
+    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token
+    return tokenizer
+
+
+def _as_string_list(value: Any, name: str) -> list[str]:
+    """A str is one item, a list/tuple of str a batch."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        if len(value) == 0:
+            raise ValueError(f"{name} is an empty list; pass at least one string.")
+        return list(value)
+    raise TypeError(f"{name} must be a string or a list of strings; got {type(value).__name__}.")
+
+
+class MCGProcessor(ProcessorMixin):
+    r"""
+    Wraps an [`MCGVideoProcessor`] and a BERT WordPiece tokenizer (with `[DEC]`/`[ENC]`) into one processor.
+
+    Args:
+        video_processor ([`MCGVideoProcessor`], *optional*): defaults to `MCGVideoProcessor()`.
+        tokenizer (`PreTrainedTokenizerBase`): must contain `[ENC]`, `[DEC]`, `[SEP]` and `[PAD]` (see
+            `build_wordpiece_tokenizer` and `add_mcg_special_tokens`).
+        max_question_length (`int`, defaults to 40): `[ENC] question [SEP]` is truncated to this many tokens.
+        max_answer_length (`int`, defaults to 32): answer tokens + `[SEP]` in `labels` / `choice_labels`.
+        max_subtitle_length (`int`, defaults to 256): total budget of `[ENC] question [SEP] subtitles [SEP]`;
+            only the subtitles are truncated to fit.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> processor = MCGProcessor.from_vocabulary(["what", "is", "the", "man", "doing", "cooking"])
+    >>> video = np.zeros((30, 120, 160, 3), dtype=np.uint8)  # (t, h, w, c)
+    >>> batch = processor(videos=video, text="what is the man doing?", answers="cooking")
+    >>> sorted(batch.keys())
+    ['attention_mask', 'input_ids', 'labels', 'pixel_values_videos', 'video_frame_mask']
+    ```
+    """
+
+    enc_token = ENC_TOKEN
+    dec_token = DEC_TOKEN
+
+    def __init__(
+        self,
+        video_processor=None,
+        tokenizer=None,
+        max_question_length: int = 40,
+        max_answer_length: int = 32,
+        max_subtitle_length: int = 256,
+        **kwargs,
+    ):
+        if video_processor is None:
+            video_processor = MCGVideoProcessor()
+        if tokenizer is None:
+            raise ValueError(
+                "MCGProcessor needs a tokenizer: build one with build_wordpiece_tokenizer(words), or load a BERT "
+                "tokenizer and call add_mcg_special_tokens(tokenizer)."
+            )
+        for name, value, minimum in (
+            ("max_question_length", max_question_length, 3),
+            ("max_answer_length", max_answer_length, 2),
+            ("max_subtitle_length", max_subtitle_length, max_question_length + 2),
+        ):
+            if not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum} (room for the special tokens); got {value}.")
+        self.max_question_length = max_question_length
+        self.max_answer_length = max_answer_length
+        self.max_subtitle_length = max_subtitle_length
+        super().__init__(video_processor, tokenizer, **kwargs)
+
+        vocab = self.tokenizer.get_vocab()
+        missing = [token for token in (ENC_TOKEN, DEC_TOKEN) if token not in vocab]
+        if missing:
+            raise ValueError(
+                f"The tokenizer lacks {missing}; call add_mcg_special_tokens(tokenizer) (and resize the model's "
+                "embeddings) or build it with build_wordpiece_tokenizer."
+            )
+        if self.tokenizer.sep_token_id is None or self.tokenizer.pad_token_id is None:
+            raise ValueError("The tokenizer needs a sep_token ([SEP], the eos) and a pad_token ([PAD]).")
+
+    # ------------------------------------------------------------------ construction / loading
+
+    @classmethod
+    def from_vocabulary(
+        cls,
+        words: Iterable[str],
+        video_processor: MCGVideoProcessor | None = None,
+        *,
+        lowercase: bool = True,
+        **kwargs,
+    ) -> "MCGProcessor":
+        """A processor with a local WordPiece tokenizer built from `words` (see `build_wordpiece_tokenizer`)."""
+        return cls(
+            video_processor=video_processor, tokenizer=build_wordpiece_tokenizer(words, lowercase=lowercase), **kwargs
+        )
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        """Check the video processor without `VIDEO_PROCESSOR_MAPPING`, which is a dummy without torchvision."""
+        if argument_name == "video_processor":
+            from transformers.video_processing_utils import VideoProcessorMixin
+
+            if not isinstance(argument, VideoProcessorMixin):
+                raise TypeError(
+                    f"video_processor must be a video processor (e.g. MCGVideoProcessor), got {type(argument).__name__}."
+                )
+            return VideoProcessorMixin
+        return super().check_argument_for_proper_class(argument_name, argument)
+
+    @classmethod
+    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
+        """Load the video processor directly: `AutoVideoProcessor` needs torchvision unless MCG is registered."""
+        kwargs.pop("subfolder", None)
+        trust_remote_code = kwargs.pop("trust_remote_code", None)
+        video_processor = MCGVideoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(
+            pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **kwargs
+        )
+        return [video_processor, tokenizer]
+
+    # ------------------------------------------------------------------ token ids
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def eos_token_id(self) -> int:
+        """`[SEP]` ends every answer."""
+        return self.tokenizer.sep_token_id
+
+    @property
+    def decoder_start_token_id(self) -> int:
+        """`[DEC]` starts every answer (bos)."""
+        return self.tokenizer.convert_tokens_to_ids(DEC_TOKEN)
+
+    @property
+    def bos_token_id(self) -> int:
+        return self.decoder_start_token_id
+
+    @property
+    def enc_token_id(self) -> int:
+        """`[ENC]` replaces `[CLS]` at position 0 of every question."""
+        return self.tokenizer.convert_tokens_to_ids(ENC_TOKEN)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values_videos", "video_frame_mask"]
+
+    # ------------------------------------------------------------------ encoding
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False
+        )
+        return encoded["input_ids"]
+
+    def _answer_ids(self, token_ids: list[int]) -> list[int]:
+        return token_ids[: self.max_answer_length - 1] + [self.eos_token_id]
+
+    def encode_questions(self, questions: list[str], subtitles: list[str | None] | None = None) -> list[list[int]]:
+        """`[ENC] question [SEP]` (+ `subtitles [SEP]`), unpadded; the question is cut to `max_question_length`."""
+        sep = self.eos_token_id
+        sequences = []
+        question_ids = self._tokenize(questions)
+        subtitle_ids = [None] * len(questions)
+        if subtitles is not None:
+            present = [i for i, sub in enumerate(subtitles) if sub is not None and sub.strip()]
+            for i, ids in zip(present, self._tokenize([subtitles[i] for i in present])):
+                subtitle_ids[i] = ids
+        for ids, sub_ids in zip(question_ids, subtitle_ids):
+            sequence = [self.enc_token_id] + ids[: self.max_question_length - 2] + [sep]
+            if sub_ids is not None:
+                budget = self.max_subtitle_length - len(sequence) - 1
+                sequence = sequence + sub_ids[:budget] + [sep]
+            sequences.append(sequence)
+        return sequences
+
+    @staticmethod
+    def _pad(sequences: list[list[int]], length: int, value: int) -> list[list[int]]:
+        return [sequence + [value] * (length - len(sequence)) for sequence in sequences]
+
+    def __call__(
+        self,
+        videos: Any = None,
+        text: str | list[str] | None = None,
+        answers: str | list[str] | None = None,
+        subtitles: str | list[str | None] | None = None,
+        choices: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        return_tensors: str | None = "pt",
+        padding: bool | str = "longest",
+        **video_kwargs,
+    ) -> BatchEncoding:
+        """Prepare a batch of (video, question[, answer][, subtitles][, candidate answers]).
+
+        Args:
+            videos: anything `MCGVideoProcessor` takes (one video or a list); `video_kwargs` (e.g. `num_frames`,
+                `sampling`, `do_augment`, `seed`) are passed to it.
+            text: one question or a list of questions.
+            answers: the answer(s) for teacher forcing -> `labels`.
+            subtitles: per question a string (or None), appended after the question (TVQA).
+            choices: per question a list of candidate answers -> `choice_labels`; for a single question a plain list
+                of strings is accepted.
+            padding: `"longest"` (default, pad to the longest in the batch) or `"max_length"` (pad to the
+                configured maximum lengths, for static shapes).
+
+        Returns:
+            `BatchEncoding` with, depending on the inputs: `input_ids`, `attention_mask` (b, s) int64;
+            `pixel_values_videos` (b, t, 3, H, W) float32, `video_frame_mask` (b, t) int64; `labels` (b, L) int64
+            (answer tokens + `[SEP]`, -100 padding, no `[DEC]`); `choice_labels` (b, c_max, L) int64 formatted like
+            `labels`, with all -100 rows for questions with fewer candidates.
+        """
+        if subtitles is not None and text is None:
+            raise ValueError("subtitles were given without text; subtitles are appended to questions.")
+        if videos is None and text is None and answers is None and choices is None:
+            raise ValueError("Nothing to process: pass at least one of videos, text, answers or choices.")
+        unknown = set(video_kwargs) - set(self.video_processor.valid_kwargs.__annotations__)
+        if unknown:
+            raise TypeError(
+                f"MCGProcessor got unexpected keyword argument(s) {sorted(unknown)}; besides videos, text, answers, "
+                "subtitles, choices, return_tensors and padding it takes only video processor options such as "
+                "num_frames, sampling, do_augment or seed."
+            )
+        if padding is True:
+            padding = "longest"
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length'; got {padding!r}.")
+
+        counts = {}
+        questions = subtitle_list = answer_list = choice_lists = video_list = None
+        if text is not None:
+            questions = _as_string_list(text, "text")
+            for index, question in enumerate(questions):
+                if not question.strip():
+                    raise ValueError(f"text[{index}] is an empty question; every question needs some words.")
+            counts["text"] = len(questions)
+        if subtitles is not None:
+            subtitle_list = [subtitles] if isinstance(subtitles, str) else list(subtitles)
+            if not all(sub is None or isinstance(sub, str) for sub in subtitle_list):
+                raise TypeError("subtitles must be a string or a list with one string (or None) per question.")
+            counts["subtitles"] = len(subtitle_list)
+        if answers is not None:
+            answer_list = _as_string_list(answers, "answers")
+            for index, answer in enumerate(answer_list):
+                if not answer.strip():
+                    raise ValueError(f"answers[{index}] is empty; an empty target would only teach the eos token.")
+            counts["answers"] = len(answer_list)
+        if choices is not None:
+            choice_lists = self._normalize_choices(choices)
+            counts["choices"] = len(choice_lists)
+        if videos is not None:
+            video_list = self.video_processor.batch_videos(videos)
+            counts["videos"] = len(video_list)
+        if len(set(counts.values())) > 1:
+            described = ", ".join(f"{count} {name}" for name, count in counts.items())
+            raise ValueError(f"Batch sizes differ: got {described}; pass one entry of each per question.")
+
+        data = {}
+        if questions is not None:
+            sequences = self.encode_questions(questions, subtitle_list)
+            if padding == "max_length":
+                length = self.max_subtitle_length if subtitle_list is not None else self.max_question_length
+            else:
+                length = max(len(sequence) for sequence in sequences)
+            data["input_ids"] = self._pad(sequences, length, self.pad_token_id)
+            data["attention_mask"] = self._pad([[1] * len(sequence) for sequence in sequences], length, 0)
+        if video_list is not None:
+            data.update(self.video_processor(video_list, return_tensors=return_tensors, **video_kwargs))
+        if answer_list is not None:
+            labels = [self._answer_ids(ids) for ids in self._tokenize(answer_list)]
+            length = self.max_answer_length if padding == "max_length" else max(len(ids) for ids in labels)
+            data["labels"] = self._pad(labels, length, IGNORE_INDEX)
+        if choice_lists is not None:
+            flat = [self._answer_ids(ids) for ids in self._tokenize([c for cands in choice_lists for c in cands])]
+            length = self.max_answer_length if padding == "max_length" else max(len(ids) for ids in flat)
+            max_choices = max(len(cands) for cands in choice_lists)
+            rows, start = [], 0
+            for cands in choice_lists:
+                block = self._pad(flat[start : start + len(cands)], length, IGNORE_INDEX)
+                block += [[IGNORE_INDEX] * length] * (max_choices - len(cands))
+                rows.append(block)  # (c_max, L)
+                start += len(cands)
+            data["choice_labels"] = rows  # (b, c_max, L)
+        return BatchEncoding(data=data, tensor_type=return_tensors)
+
+    @staticmethod
+    def _normalize_choices(choices: Any) -> list[list[str]]:
+        """One list of candidate strings per question; a flat list of strings is a single question's candidates."""
+        if isinstance(choices, str):
+            raise TypeError("choices must be a list of candidate answers (per question), not a single string.")
+        if not isinstance(choices, (list, tuple)) or len(choices) == 0:
+            raise ValueError("choices must be a non-empty list: one list of candidate answers per question.")
+        if all(isinstance(candidate, str) for candidate in choices):
+            choices = [choices]
+        normalized = []
+        for index, candidates in enumerate(choices):
+            if isinstance(candidates, str) or not isinstance(candidates, (list, tuple)):
+                raise TypeError(
+                    f"choices[{index}] is a {type(candidates).__name__}; pass a list of candidate strings per question."
+                )
+            if len(candidates) == 0:
+                raise ValueError(f"choices[{index}] is an empty candidate list; each question needs >= 1 candidate.")
+            for position, candidate in enumerate(candidates):
+                if not isinstance(candidate, str) or not candidate.strip():
+                    raise ValueError(f"choices[{index}][{position}] must be a non-empty string; got {candidate!r}.")
+            normalized.append(list(candidates))
+        return normalized
+
+
+__all__ = ["MCGProcessor", "add_mcg_special_tokens", "build_wordpiece_tokenizer"]

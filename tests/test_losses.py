@@ -1,0 +1,186 @@
+"""ICL and TCL against naive per-sample loops (value and gradient), ICL across 2 processes, MLM and VTM helpers."""
+
+import math
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from modeling_mcg.losses import (
+    aggregate_words,
+    clipped_importance,
+    instance_contrastive_loss,
+    mask_tokens_for_mlm,
+    sample_hard_negatives,
+    token_contrastive_loss,
+)
+
+
+def _unit(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=g, dtype=torch.float64), dim=-1).requires_grad_(True)
+
+
+def naive_icl(v, t, tau):
+    b = v.shape[0]
+    total = 0.0
+    for i in range(b):
+        v2t = torch.exp(torch.stack([v[i] @ t[j] / tau for j in range(b)]))
+        t2v = torch.exp(torch.stack([t[i] @ v[j] / tau for j in range(b)]))
+        total = total - torch.log(v2t[i] / v2t.sum()) - torch.log(t2v[i] / t2v.sum())
+    return total / (2 * b)
+
+
+def test_icl_matches_naive_loop_in_value_and_gradient():
+    v, t = _unit(5, 8, seed=1), _unit(5, 8, seed=2)
+    v2, t2 = v.detach().clone().requires_grad_(True), t.detach().clone().requires_grad_(True)
+    loss = instance_contrastive_loss(v, t, 0.07)
+    reference = naive_icl(v2, t2, 0.07)
+    torch.testing.assert_close(loss.double(), reference)
+    loss.backward()
+    reference.backward()
+    torch.testing.assert_close(v.grad, v2.grad)
+    torch.testing.assert_close(t.grad, t2.grad)
+
+
+def naive_direction(queries, keys, qmask, kmask, weights, tau):
+    """One TCL direction for one sample with explicit loops over tokens."""
+    q_idx = [i for i in range(queries.shape[0]) if qmask[i]]
+    k_idx = [j for j in range(keys.shape[0]) if kmask[j]]
+    reads = {}
+    for i in q_idx:
+        logits = torch.stack([queries[i] @ keys[j] / tau for j in k_idx])
+        attn = torch.softmax(logits, 0)
+        read = sum(a * keys[j] for a, j in zip(attn, k_idx))
+        reads[i] = read / read.norm()
+    total = 0.0
+    for i in q_idx:
+        row = torch.stack([queries[i] @ reads[j] / tau for j in q_idx])  # query i vs every read-out
+        col = torch.stack([queries[j] @ reads[i] / tau for j in q_idx])  # read-out i vs every query
+        pos = q_idx.index(i)
+        ce_row = -torch.log_softmax(row, 0)[pos]
+        ce_col = -torch.log_softmax(col, 0)[pos]
+        total = total + weights[i] * 0.5 * (ce_row + ce_col)
+    return total
+
+
+def test_tcl_matches_naive_loop_in_value_and_gradient():
+    b, k, m, e = 3, 6, 5, 8
+    video, words = _unit(b, k, e, seed=3), _unit(b, m, e, seed=4)
+    video_mask = torch.ones(b, k, dtype=torch.bool)
+    video_mask[1, 4:] = False
+    word_mask = torch.ones(b, m, dtype=torch.bool)
+    word_mask[0, 3:] = False
+    word_mask[2, 4:] = False
+    g = torch.Generator().manual_seed(5)
+    video_w = clipped_importance(torch.rand(b, k, generator=g), video_mask).double()
+    word_w = clipped_importance(torch.rand(b, m, generator=g), word_mask).double()
+    v2, w2 = video.detach().clone().requires_grad_(True), words.detach().clone().requires_grad_(True)
+
+    loss = token_contrastive_loss(video, words, video_w, word_w, video_mask, word_mask, temperature=0.1)
+    reference = sum(
+        naive_direction(w2[i], v2[i], word_mask[i], video_mask[i], word_w[i], 0.1)
+        + naive_direction(v2[i], w2[i], video_mask[i], word_mask[i], video_w[i], 0.1)
+        for i in range(b)
+    ) / b
+    torch.testing.assert_close(loss.double(), reference)
+    loss.backward()
+    reference.backward()
+    torch.testing.assert_close(video.grad, v2.grad)
+    torch.testing.assert_close(words.grad, w2.grad)
+
+
+def test_tcl_does_not_depend_on_padding_length():
+    video, words = _unit(2, 4, 8, seed=6), _unit(2, 3, 8, seed=7)
+    vw = torch.full((2, 4), 0.25, dtype=torch.float64)
+    ww = torch.full((2, 3), 1 / 3, dtype=torch.float64)
+    loss = token_contrastive_loss(video, words, vw, ww)
+    padded_words = torch.cat([words, _unit(2, 4, 8, seed=8)], dim=1)
+    mask = torch.tensor([[True] * 3 + [False] * 4] * 2)
+    padded_loss = token_contrastive_loss(video, padded_words, vw, torch.cat([ww, torch.zeros(2, 4, dtype=ww.dtype)], 1),
+                                         word_mask=mask)
+    torch.testing.assert_close(padded_loss, loss)
+
+
+def test_clipped_importance_matches_numpy_percentiles():
+    weights = torch.tensor([[0.5, 0.1, 0.05, 0.3, 0.05, 9.0], [1.0, 2.0, 3.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True] * 6, [True, True, True, False, False, False]])
+    out = clipped_importance(weights, mask)
+    row0 = np.clip(weights[0].numpy(), *np.quantile(weights[0].numpy(), [0.1, 0.9]))
+    np.testing.assert_allclose(out[0].numpy(), row0 / row0.sum(), rtol=1e-6)
+    row1 = np.clip([1.0, 2.0, 3.0], *np.quantile([1.0, 2.0, 3.0], [0.1, 0.9]))
+    np.testing.assert_allclose(out[1, :3].numpy(), row1 / row1.sum(), rtol=1e-6)
+    assert (out[1, 3:] == 0).all()
+    torch.testing.assert_close(out.sum(1), torch.ones(2))
+
+
+def test_aggregate_words_sums_pieces():
+    states = torch.arange(2 * 5 * 2, dtype=torch.float32).view(2, 5, 2)
+    weights = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0]])
+    word_ids = torch.tensor([[-1, 0, 0, 1, -1], [-1, 0, 1, 2, 2]])  # "[ENC] play ##ing guitar [PAD]"
+    words, word_w, mask = aggregate_words(states, weights, word_ids)
+    assert words.shape == (2, 3, 2)
+    torch.testing.assert_close(words[0, 0], states[0, 1] + states[0, 2])
+    torch.testing.assert_close(words[1, 2], states[1, 3] + states[1, 4])
+    torch.testing.assert_close(word_w, torch.tensor([[3.0, 3.0, 0.0], [6.0, 7.0, 17.0]]))
+    assert mask.tolist() == [[True, True, False], [True, True, True]]
+
+
+def test_mlm_masking_statistics_and_protected_tokens():
+    ids = torch.randint(10, 1000, (64, 50))
+    maskable = torch.ones_like(ids, dtype=torch.bool)
+    maskable[:, 0] = False
+    corrupted, labels = mask_tokens_for_mlm(ids, maskable, mask_token_id=4, vocab_size=1000, probability=0.15,
+                                            generator=torch.Generator().manual_seed(0))
+    picked = labels != -100
+    assert not picked[:, 0].any()
+    assert abs(picked.float().mean().item() - 0.15 * 49 / 50) < 0.02
+    assert torch.equal(labels[picked], ids[picked])
+    assert torch.equal(corrupted[~picked], ids[~picked])
+    frac_mask = (corrupted[picked] == 4).float().mean().item()
+    assert 0.74 < frac_mask < 0.86
+
+
+def test_hard_negatives_are_never_the_positive():
+    sim = torch.randn(6, 6)
+    for seed in range(20):
+        neg = sample_hard_negatives(sim, generator=torch.Generator().manual_seed(seed))
+        assert (neg != torch.arange(6)).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        sample_hard_negatives(torch.randn(1, 1))
+
+
+def _icl_worker(rank, world, init_file, v, t, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        b = v.shape[0] // world
+        v_local = v[rank * b : (rank + 1) * b].clone().requires_grad_(True)
+        t_local = t[rank * b : (rank + 1) * b].clone().requires_grad_(True)
+        loss = instance_contrastive_loss(v_local, t_local, 0.07)
+        loss.backward()
+        torch.save({"loss": loss.detach(), "v_grad": v_local.grad, "t_grad": t_local.grad},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_icl_across_two_processes_equals_single_process_on_the_global_batch():
+    world = 2
+    v, t = _unit(6, 8, seed=9).detach().float(), _unit(6, 8, seed=10).detach().float()
+    with tempfile.TemporaryDirectory() as out_dir:
+        mp.spawn(_icl_worker, args=(world, os.path.join(out_dir, "init"), v, t, out_dir), nprocs=world, join=True)
+        results = [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(world)]
+    v_all, t_all = v.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    global_loss = instance_contrastive_loss(v_all, t_all, 0.07)
+    global_loss.backward()
+    mean_loss = sum(r["loss"] for r in results) / world
+    torch.testing.assert_close(mean_loss, global_loss.detach())
+    # each process holds the gradient of the *sum* of per-process losses w.r.t. its rows; DDP averages by `world`
+    torch.testing.assert_close(torch.cat([r["v_grad"] for r in results]) / world, v_all.grad)
+    torch.testing.assert_close(torch.cat([r["t_grad"] for r in results]) / world, t_all.grad)
+    assert not math.isclose(results[0]["loss"].item(), results[1]["loss"].item())

@@ -1,0 +1,247 @@
+"""MCG model: shapes, attention kernels, checkpointing, generation, multiple choice, save/load, input errors."""
+
+import copy
+
+import pytest
+import torch
+from tiny_models import DEC, SEP, VOCAB, tiny_config, tiny_inputs
+
+from modeling_mcg import MCGForPreTraining, MCGForVideoQuestionAnswering, MCGModel
+
+
+def _qa(config):
+    return MCGForVideoQuestionAnswering(config).eval()
+
+
+# ---------------------------------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("pooling", ["mean", "none"])
+@pytest.mark.parametrize("pad_frames", [False, True])
+@pytest.mark.parametrize("fusion", ["cross", "concat"])
+def test_output_shapes(pooling, pad_frames, fusion):
+    config = tiny_config(vision={"temporal_pooling": pooling}, fusion_type=fusion)
+    b, t, s, a = 3, 5, 7, 4  # 5 frames although config.num_frames == 4: the temporal embedding is interpolated
+    n = (24 // 8) ** 2
+    k = 1 + n if pooling == "mean" else 1 + t * n
+    s_f = s if fusion == "cross" else s + k
+    inputs = tiny_inputs(config, batch=b, frames=t, question_len=s, answer_len=a, pad_frames=pad_frames)
+
+    base = MCGModel(config).eval()
+    out = base(**{k_: v for k_, v in inputs.items() if k_ != "labels"}, output_cls_attentions=True)
+    assert out.last_hidden_state.shape == (b, s_f, 32)
+    assert out.attention_mask.shape == (b, s_f)
+    assert out.video_last_hidden_state.shape == (b, k, 32)
+    assert out.question_last_hidden_state.shape == (b, s, 32)
+    assert out.video_cls_attention.shape == (b, t, 4, n)
+    assert out.question_cls_attention.shape == (b, 4, s)
+    if pad_frames and pooling == "none":  # tokens of the two padded frames are masked out for the fusor
+        assert out.video_attention_mask[-1].sum() == 1 + (t - 2) * n
+    assert base.get_video_features(inputs["pixel_values_videos"]).shape == (b, 16)
+    assert base.get_text_features(inputs["input_ids"], inputs["attention_mask"]).shape == (b, 16)
+
+    qa = _qa(config)
+    out = qa(**inputs)
+    assert out.logits.shape == (b, a, VOCAB)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert out.encoder_last_hidden_state.shape == (b, s_f, 32)
+
+    pre = MCGForPreTraining(tiny_config(vision={"temporal_pooling": pooling}, fusion_type=fusion, icl_loss_weight=1.0,
+                                        tcl_loss_weight=1.0, vtm_loss_weight=1.0)).train()
+    inputs.pop("labels")
+    out = pre(**inputs)
+    assert out.video_embeds.shape == out.text_embeds.shape == (b, 16)
+    assert out.logits_mlm.shape == (b, s, VOCAB)
+    assert out.logits_vtm.shape == (3 * b, 2)
+    for part in (out.loss_icl, out.loss_tcl, out.loss_mlm, out.loss_vtm):
+        assert part.ndim == 0 and torch.isfinite(part)
+    torch.testing.assert_close(out.loss, out.loss_icl + out.loss_tcl + out.loss_mlm + out.loss_vtm)
+
+
+def test_padded_frames_do_not_change_the_answer():
+    """Whatever a padded frame contains, it must not reach the outputs of the real frames."""
+    config = tiny_config(vision={"temporal_pooling": "mean"})
+    model = _qa(config)
+    inputs = tiny_inputs(config, pad_frames=True)
+    reference = model(**inputs).logits
+    inputs["pixel_values_videos"][-1, -2:] = torch.randn_like(inputs["pixel_values_videos"][-1, -2:]) * 10
+    torch.testing.assert_close(model(**inputs).logits, reference)
+
+
+def test_frame_count_is_free_at_run_time():
+    model = _qa(tiny_config())
+    for frames in (1, 2, 4, 9):
+        out = model(**tiny_inputs(model.config, frames=frames))
+        assert torch.isfinite(out.loss)
+
+
+def test_resolution_is_free_at_run_time():
+    model = _qa(tiny_config())
+    inputs = tiny_inputs(model.config)
+    inputs["pixel_values_videos"] = torch.randn(3, 5, 3, 32, 40)  # 4x5 patches instead of 3x3
+    assert torch.isfinite(model(**inputs).loss)
+
+
+# ---------------------------------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("pooling", ["mean", "none"])
+def test_eager_and_sdpa_agree(pooling):
+    torch.manual_seed(0)
+    eager = _qa(tiny_config(vision={"temporal_pooling": pooling}, attn_implementation="eager"))
+    sdpa = _qa(tiny_config(vision={"temporal_pooling": pooling}, attn_implementation="sdpa"))
+    sdpa.load_state_dict(eager.state_dict())
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    inputs = tiny_inputs(eager.config, pad_frames=True)
+    out_e, out_s = eager(**inputs), sdpa(**inputs)
+    torch.testing.assert_close(out_s.logits, out_e.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_s.loss, out_e.loss, atol=1e-5, rtol=1e-5)
+
+
+def test_default_attention_is_sdpa_and_attention_maps_come_from_eager():
+    model = _qa(tiny_config())
+    assert model.config._attn_implementation == "sdpa"
+    inputs = tiny_inputs(model.config)
+    out = model(**inputs, output_attentions=True)
+    assert len(out.cross_attentions) == 2 and out.cross_attentions[0].shape == (3, 4, 4, 7)
+    assert len(out.encoder_outputs.video_attentions) == 2
+    torch.testing.assert_close(out.cross_attentions[0].sum(-1), torch.ones(3, 4, 4))
+
+
+def test_gradient_checkpointing_gives_same_loss_and_gradients():
+    config = tiny_config(icl_loss_weight=0.5, tcl_loss_weight=0.5)
+    plain = MCGForVideoQuestionAnswering(config).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.modules())
+    inputs = tiny_inputs(config, pad_frames=True)
+    loss_plain = plain(**inputs).loss
+    loss_ckpt = checkpointed(**inputs).loss
+    loss_plain.backward()
+    loss_ckpt.backward()
+    torch.testing.assert_close(loss_ckpt, loss_plain)
+    for (name, p), (_, q) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        if p.grad is None:
+            assert q.grad is None, name
+            continue
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_bf16_autocast_forward_backward():
+    model = MCGForVideoQuestionAnswering(tiny_config(tcl_loss_weight=1.0, icl_loss_weight=1.0)).train()
+    inputs = tiny_inputs(model.config, pad_frames=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**inputs)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ---------------------------------------------------------------------------------------------------- generation
+
+
+def _question_inputs(config, **kw):
+    inputs = tiny_inputs(config, pad_frames=True, **kw)
+    inputs.pop("labels")
+    return inputs
+
+
+def test_cached_greedy_equals_uncached():
+    model = _qa(tiny_config())
+    inputs = _question_inputs(model.config)
+    cached = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    uncached = model.generate(**inputs, max_new_tokens=8, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert cached.shape[0] == 3 and cached.shape[1] <= 9
+    assert (cached[:, 0] == DEC).all()
+
+
+def test_beam_search_and_return_sequences():
+    model = _qa(tiny_config())
+    inputs = _question_inputs(model.config)
+    beams = model.generate(**inputs, num_beams=3, num_return_sequences=2, max_new_tokens=5)
+    assert beams.shape[0] == 6 and beams.shape[1] <= 6
+    out = model.generate(**inputs, num_beams=3, max_new_tokens=4, min_new_tokens=4, return_dict_in_generate=True,
+                         output_scores=True)
+    assert out.sequences.shape == (3, 5)
+    assert out.sequences_scores.shape == (3,)
+    sampled = model.generate(**inputs, do_sample=True, top_k=5, max_new_tokens=3, min_new_tokens=3)
+    assert sampled.shape == (3, 4)
+
+
+def test_score_choices_matches_per_candidate_forward():
+    model = _qa(tiny_config())
+    inputs = _question_inputs(model.config)
+    choices = torch.full((3, 3, 4), -100)
+    choices[:, :, 0] = torch.tensor([[10, 11, 12], [13, 14, 15], [16, 17, 18]])
+    choices[:, :, 1] = torch.tensor([[20, SEP, 21], [SEP, 22, 23], [24, 25, SEP]])
+    choices[:, :, 2] = torch.where(choices[:, :, 1] == SEP, -100, SEP)
+    choices[2, 2] = -100  # a question with only two candidates
+    scores = model.score_choices(**inputs, choice_labels=choices)
+    assert scores.shape == (3, 3) and scores[2, 2] == float("-inf")
+    for i in range(3):
+        for c in range(3):
+            labels = choices[i, c][choices[i, c] != -100][None]
+            if labels.numel() == 0:
+                continue
+            single = {k: v[i : i + 1] for k, v in inputs.items()}
+            log_probs = model(**single, labels=labels).logits.log_softmax(-1)
+            expected = log_probs.gather(-1, labels[..., None]).mean()
+            torch.testing.assert_close(scores[i, c], expected, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- save / load
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = _qa(tiny_config())
+    inputs = tiny_inputs(model.config)
+    model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"model.safetensors", "config.json", "generation_config.json", "modeling_mcg.py", "configuration_mcg.py",
+            "losses.py"} <= files
+    reloaded, info = MCGForVideoQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
+    assert reloaded.lm_head.out_proj.weight.data_ptr() == reloaded.decoder.embeddings.embed_tokens.weight.data_ptr()
+    assert reloaded.generation_config.decoder_start_token_id == DEC
+    assert reloaded.generation_config.eos_token_id == SEP
+
+
+def test_auto_classes_load_with_the_package_imported(tmp_path):
+    from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+
+    model = _qa(tiny_config())
+    model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)).__name__ == "MCGConfig"
+    assert isinstance(AutoModelForSeq2SeqLM.from_pretrained(tmp_path), MCGForVideoQuestionAnswering)
+    base = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(base, MCGModel)
+    inputs = _question_inputs(model.config)
+    torch.testing.assert_close(base(**inputs).last_hidden_state, model.mcg(**inputs).last_hidden_state)
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda x: x.update(pixel_values_videos=x["pixel_values_videos"][0]), "batch, frames, channels"),
+        (lambda x: x.update(pixel_values_videos=x["pixel_values_videos"].transpose(2, 3)), "channels"),
+        (lambda x: x.update(pixel_values_videos=x["pixel_values_videos"][..., :20, :20]), "multiple of patch_size"),
+        (lambda x: x.update(pixel_values_videos=x["pixel_values_videos"][:2]), "batch size 2"),
+        (lambda x: x.update(input_ids=x["input_ids"][:, :0], attention_mask=x["attention_mask"][:, :0]), "at least one"),
+        (lambda x: x["attention_mask"].__setitem__(0, 0), "empty"),
+        (lambda x: x.update(video_frame_mask=torch.zeros(3, 5, dtype=torch.long)), "every frame"),
+        (lambda x: x.update(video_frame_mask=torch.ones(3, 4, dtype=torch.long)), "video_frame_mask must have shape"),
+        (lambda x: x.pop("pixel_values_videos"), "pixel_values_videos is required"),
+    ],
+)
+def test_bad_inputs_raise_value_error(mutate, message):
+    model = _qa(tiny_config())
+    inputs = tiny_inputs(model.config)
+    mutate(inputs)
+    with pytest.raises(ValueError, match=message):
+        model(**inputs)
+
