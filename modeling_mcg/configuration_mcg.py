@@ -64,8 +64,8 @@ class MCGVisionConfig(PreTrainedConfig):
             the clip has a different frame count (`"nearest"` as the official code, or `"linear"`).
         temporal_embedding_init_std (`float`, defaults to 0.0): std of the temporal embedding at initialisation. 0
             (the official init) leaves an image-pretrained encoder unchanged at the first step, the right choice for
-            warm starts; a model trained from scratch only learns frame order reliably from a non-zero start (the
-            tiny preset uses 1.0: with 0.0 a tiny model stayed at chance on left/right motion after 800 steps).
+            warm starts; a model trained from scratch only learns frame order reliably from a clearly non-zero start
+            (the tiny preset uses 2.0: with 0.0 or 1.0 a tiny model stayed at chance on left/right motion).
         layer_norm_eps (`float`, defaults to 1e-6), qkv_bias (`bool`, defaults to `True`).
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, rising linearly from 0 over the blocks.
