@@ -124,7 +124,10 @@ class MCGVisionConfig(PreTrainedConfig):
         _check_choice(name, "attention_type", self.attention_type, VISION_ATTENTION_TYPES)
         _check_choice(name, "temporal_pooling", self.temporal_pooling, TEMPORAL_POOLING_TYPES)
         _check_choice(
-            name, "temporal_embedding_interpolation", self.temporal_embedding_interpolation, TEMPORAL_INTERPOLATION_MODES
+            name,
+            "temporal_embedding_interpolation",
+            self.temporal_embedding_interpolation,
+            TEMPORAL_INTERPOLATION_MODES,
         )
         _check_probability(
             name,
@@ -133,7 +136,9 @@ class MCGVisionConfig(PreTrainedConfig):
             drop_path_rate=self.drop_path_rate,
         )
         if self.temporal_embedding_init_std < 0:
-            raise ValueError(f"{name}.temporal_embedding_init_std must be >= 0, got {self.temporal_embedding_init_std}.")
+            raise ValueError(
+                f"{name}.temporal_embedding_init_std must be >= 0, got {self.temporal_embedding_init_std}."
+            )
 
     @property
     def num_patches(self) -> int:

@@ -49,7 +49,9 @@ def instance_contrastive_loss(
     targets = torch.arange(video_embeds.shape[0], device=video_embeds.device) + offset
     logits_v2t = video_embeds @ all_text.t() / temperature  # (b, world * b)
     logits_t2v = text_embeds @ all_video.t() / temperature  # (b, world * b)
-    return (F.cross_entropy(_at_least_fp32(logits_v2t), targets) + F.cross_entropy(_at_least_fp32(logits_t2v), targets)) / 2
+    return (
+        F.cross_entropy(_at_least_fp32(logits_v2t), targets) + F.cross_entropy(_at_least_fp32(logits_t2v), targets)
+    ) / 2
 
 
 def clipped_importance(weights: torch.Tensor, mask: torch.Tensor, low: float = 0.1, high: float = 0.9) -> torch.Tensor:

@@ -202,9 +202,17 @@ class MCGAttention(nn.Module):
                     cache.is_updated[self.layer_idx] = True
         attention = eager_attention_forward
         if not output_attentions:
-            attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
         output, weights = attention(
-            self, query, key, value, attention_mask, scaling=self.scaling, dropout=self.dropout if self.training else 0.0
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
         )
         output = output.reshape(b, q_len, -1)  # (b, q, h * dh)
         return self.out_proj(output), weights
@@ -319,7 +327,9 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
         self.divided = vc.attention_type == "divided_space_time"
         if self.divided:
             self.temporal_layer_norm = nn.LayerNorm(d, eps=vc.layer_norm_eps)
-            self.temporal_attn = MCGAttention(config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias)
+            self.temporal_attn = MCGAttention(
+                config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias
+            )
             self.temporal_fc = nn.Linear(d, d)
         self.layer_norm1 = nn.LayerNorm(d, eps=vc.layer_norm_eps)
         self.spatial_attn = MCGAttention(config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias)
@@ -344,7 +354,9 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
             patches = patches + self.drop_path(x)
 
         x = torch.cat([cls[:, None].expand(b, t, 1, d), patches], dim=2)  # (b, t, 1 + n, d): [CLS] in every frame
-        x, weights = self.spatial_attn(self.layer_norm1(x.reshape(b * t, 1 + n, d)), output_attentions=output_attentions)
+        x, weights = self.spatial_attn(
+            self.layer_norm1(x.reshape(b * t, 1 + n, d)), output_attentions=output_attentions
+        )
         x = self.dropout(x).view(b, t, 1 + n, d)
         cls_update = _masked_frame_mean(x[:, :, :1], frame_mask)  # (b, 1, d): per-frame [CLS] averaged back
         residual = torch.cat([cls_update, x[:, :, 1:].reshape(b, t * n, d)], dim=1)  # (b, 1 + t n, d)
@@ -449,7 +461,11 @@ class MCGTextLayer(GradientCheckpointingLayer):
 
     def __init__(self, config, text_config, cross_attention_hidden_size=None, layer_idx=None):
         super().__init__()
-        d, heads, p = text_config.hidden_size, text_config.num_attention_heads, text_config.attention_probs_dropout_prob
+        d, heads, p = (
+            text_config.hidden_size,
+            text_config.num_attention_heads,
+            text_config.attention_probs_dropout_prob,
+        )
         self.self_attn = MCGAttention(config, d, heads, dropout=p, layer_idx=layer_idx)
         self.layer_norm1 = nn.LayerNorm(d, eps=text_config.layer_norm_eps)
         self.has_cross_attention = cross_attention_hidden_size is not None
@@ -502,8 +518,14 @@ class MCGQuestionEncoder(nn.Module):
         self.embeddings = MCGTextEmbeddings(qc)
         self.layers = nn.ModuleList([MCGTextLayer(config, qc) for _ in range(qc.num_hidden_layers)])
 
-    def encode_embeddings(self, hidden_states, attention_mask, output_cls_attention=False, output_attentions=False,
-                          output_hidden_states=False):
+    def encode_embeddings(
+        self,
+        hidden_states,
+        attention_mask,
+        output_cls_attention=False,
+        output_attentions=False,
+        output_hidden_states=False,
+    ):
         mask = _padding_mask(attention_mask)
         all_states, all_attentions, cls_attention = [], [], None
         for i, layer in enumerate(self.layers):
@@ -511,7 +533,9 @@ class MCGQuestionEncoder(nn.Module):
                 all_states.append(hidden_states)
             last = i == len(self.layers) - 1
             hidden_states, weights, _ = layer(
-                hidden_states, attention_mask=mask, output_attentions=output_attentions or (output_cls_attention and last)
+                hidden_states,
+                attention_mask=mask,
+                output_attentions=output_attentions or (output_cls_attention and last),
             )
             if output_attentions:
                 all_attentions.append(weights)
@@ -538,8 +562,15 @@ class MCGCrossModalFusor(nn.Module):
             ]
         )
 
-    def forward(self, question_states, question_mask, video_states, video_mask, output_attentions=False,
-                output_hidden_states=False):
+    def forward(
+        self,
+        question_states,
+        question_mask,
+        video_states,
+        video_mask,
+        output_attentions=False,
+        output_hidden_states=False,
+    ):
         self_mask, cross_mask = _padding_mask(question_mask), _padding_mask(video_mask)
         hidden_states, all_states, self_attentions, cross_attentions = question_states, [], [], []
         for layer in self.layers:
@@ -558,7 +589,12 @@ class MCGCrossModalFusor(nn.Module):
             all_states.append(hidden_states)
         if not output_attentions:
             self_attentions = cross_attentions = []
-        return hidden_states, tuple(all_states) or None, tuple(self_attentions) or None, tuple(cross_attentions) or None
+        return (
+            hidden_states,
+            tuple(all_states) or None,
+            tuple(self_attentions) or None,
+            tuple(cross_attentions) or None,
+        )
 
 
 class MCGAnswerDecoder(nn.Module):
@@ -614,7 +650,12 @@ class MCGAnswerDecoder(nn.Module):
             all_states.append(hidden_states)
         if not output_attentions:
             self_attentions = cross_attentions = []
-        return hidden_states, tuple(all_states) or None, tuple(self_attentions) or None, tuple(cross_attentions) or None
+        return (
+            hidden_states,
+            tuple(all_states) or None,
+            tuple(self_attentions) or None,
+            tuple(cross_attentions) or None,
+        )
 
 
 class MCGLMHead(nn.Module):
@@ -702,7 +743,9 @@ def _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_siz
             f"(the processor's crop_size), e.g. to {vc.image_size}x{vc.image_size}."
         )
     if batch_size is not None and b != batch_size:
-        raise ValueError(f"pixel_values_videos has batch size {b} but the question batch (input_ids) has {batch_size}.")
+        raise ValueError(
+            f"pixel_values_videos has batch size {b} but the question batch (input_ids) has {batch_size}."
+        )
     if video_frame_mask is not None:
         if tuple(video_frame_mask.shape) != (b, t):
             raise ValueError(
@@ -716,7 +759,9 @@ def _check_text_inputs(input_ids, attention_mask, name="input_ids"):
     if input_ids is None:
         raise ValueError(f"{name} is required: tokenize the question with the processor.")
     if input_ids.ndim != 2 or input_ids.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (batch, tokens) with at least one token, got {tuple(input_ids.shape)}.")
+        raise ValueError(
+            f"{name} must have shape (batch, tokens) with at least one token, got {tuple(input_ids.shape)}."
+        )
     if attention_mask is not None:
         if attention_mask.shape != input_ids.shape:
             raise ValueError(
@@ -770,8 +815,15 @@ class MCGModel(MCGPreTrainedModel):
         text, *_ = self.question_model(input_ids, attention_mask)
         return F.normalize(self.text_proj(text[:, 0]), dim=-1)
 
-    def fuse(self, question_states, question_mask, video_states, video_mask, output_attentions=False,
-             output_hidden_states=False):
+    def fuse(
+        self,
+        question_states,
+        question_mask,
+        video_states,
+        video_mask,
+        output_attentions=False,
+        output_hidden_states=False,
+    ):
         """Cross-modal fusor → (fused evidence, its mask, hidden states, self-attentions, cross-attentions)."""
         if self.fusor is not None:
             fused, states, self_attn, cross_attn = self.fusor(
@@ -824,7 +876,11 @@ class MCGModel(MCGPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
         fused, fused_mask, fusion_states, fusion_attentions, fusion_cross = self.fuse(
-            question, attention_mask, video.last_hidden_state, video.attention_mask, output_attentions,
+            question,
+            attention_mask,
+            video.last_hidden_state,
+            video.attention_mask,
+            output_attentions,
             output_hidden_states,
         )
         return MCGModelOutput(
@@ -896,7 +952,12 @@ class MCGModel(MCGPreTrainedModel):
             word_weights = clipped_importance(word_importance, word_mask)
             word_tokens = F.normalize(self.text_proj(words), dim=-1)  # (b, m, e)
             loss_tcl = token_contrastive_loss(
-                patch_tokens, word_tokens, video_weights, word_weights, patch_mask, word_mask,
+                patch_tokens,
+                word_tokens,
+                video_weights,
+                word_weights,
+                patch_mask,
+                word_mask,
                 self.config.tcl_temperature,
             )
         return loss_icl, loss_tcl, video_embeds, text_embeds, text_states
@@ -1016,11 +1077,15 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         evidence_mask = encoder_outputs.attention_mask
         if evidence_mask is None:
             evidence_mask = torch.ones(
-                encoder_outputs.last_hidden_state.shape[:2], dtype=torch.long, device=encoder_outputs.last_hidden_state.device
+                encoder_outputs.last_hidden_state.shape[:2],
+                dtype=torch.long,
+                device=encoder_outputs.last_hidden_state.device,
             )
 
         if labels is not None and decoder_input_ids is None:
-            decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+            decoder_input_ids = shift_tokens_right(
+                labels, self.config.pad_token_id, self.config.decoder_start_token_id
+            )
         if decoder_input_ids is None:
             raise ValueError("Pass `labels` (training) or `decoder_input_ids`, or call `generate()` to answer.")
         if use_cache is None:
@@ -1048,7 +1113,9 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
                 if input_ids is None:
                     raise ValueError("Auxiliary contrastive losses need input_ids and pixel_values_videos.")
                 qa_ids, qa_mask = _concat_question_and_answer(
-                    input_ids, attention_mask if attention_mask is not None else torch.ones_like(input_ids), labels,
+                    input_ids,
+                    attention_mask if attention_mask is not None else torch.ones_like(input_ids),
+                    labels,
                     self.config.pad_token_id,
                 )
                 loss_icl, loss_tcl, *_ = self.mcg.contrastive_losses(
@@ -1103,7 +1170,9 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         run once per question; all candidates of all questions go through the decoder in one batch.
         """
         if choice_labels is None or choice_labels.ndim != 3:
-            raise ValueError("choice_labels must have shape (batch, candidates, tokens): pass `choices=` to the processor.")
+            raise ValueError(
+                "choice_labels must have shape (batch, candidates, tokens): pass `choices=` to the processor."
+            )
         if encoder_outputs is None:
             encoder_outputs = self.mcg(
                 input_ids=input_ids,
@@ -1113,12 +1182,16 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
             )
         b, c, length = choice_labels.shape
         if encoder_outputs.last_hidden_state.shape[0] != b:
-            raise ValueError(f"choice_labels has {b} questions but the inputs have {encoder_outputs.last_hidden_state.shape[0]}.")
+            raise ValueError(
+                f"choice_labels has {b} questions but the inputs have {encoder_outputs.last_hidden_state.shape[0]}."
+            )
         evidence = encoder_outputs.last_hidden_state.repeat_interleave(c, dim=0)  # (b c, s_f, d)
         evidence_mask = encoder_outputs.attention_mask.repeat_interleave(c, dim=0)  # (b c, s_f)
         labels = choice_labels.reshape(b * c, length)
         decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
-        decoded, *_ = self.decoder(decoder_input_ids, encoder_hidden_states=evidence, encoder_attention_mask=evidence_mask)
+        decoded, *_ = self.decoder(
+            decoder_input_ids, encoder_hidden_states=evidence, encoder_attention_mask=evidence_mask
+        )
         log_probs = self.lm_head(decoded).float().log_softmax(dim=-1)  # (b c, s_a, v)
         valid = labels != -100
         token_log_probs = log_probs.gather(-1, labels.clamp_min(0)[..., None]).squeeze(-1) * valid  # (b c, s_a)
@@ -1166,7 +1239,9 @@ class MCGForPreTraining(MCGPreTrainedModel):
             raise ValueError("pixel_values_videos is required.")
         _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_size=input_ids.shape[0])
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        video = self.mcg.vision_model(pixel_values_videos, video_frame_mask, output_cls_attention=config.tcl_loss_weight > 0)
+        video = self.mcg.vision_model(
+            pixel_values_videos, video_frame_mask, output_cls_attention=config.tcl_loss_weight > 0
+        )
 
         loss_icl, loss_tcl, video_embeds, text_embeds, _ = self.mcg.contrastive_losses(
             video.last_hidden_state,
@@ -1186,7 +1261,10 @@ class MCGForPreTraining(MCGPreTrainedModel):
                 special_tokens_mask = (input_ids == config.eos_token_id) | ~attention_mask.bool()
                 special_tokens_mask[:, 0] = True
             masked_ids, mlm_labels = mask_tokens_for_mlm(
-                input_ids, ~special_tokens_mask.bool(), config.mask_token_id, config.question_config.vocab_size,
+                input_ids,
+                ~special_tokens_mask.bool(),
+                config.mask_token_id,
+                config.question_config.vocab_size,
                 config.mlm_probability,
             )
             masked_states, *_ = self.mcg.question_model(masked_ids, attention_mask)
@@ -1199,7 +1277,9 @@ class MCGForPreTraining(MCGPreTrainedModel):
 
         loss_vtm = logits_vtm = None
         if self.vtm_head is not None:
-            loss_vtm, logits_vtm = self._video_text_matching(video, input_ids, attention_mask, video_embeds, text_embeds)
+            loss_vtm, logits_vtm = self._video_text_matching(
+                video, input_ids, attention_mask, video_embeds, text_embeds
+            )
 
         loss = None
         if return_loss:

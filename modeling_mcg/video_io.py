@@ -140,11 +140,13 @@ class _Source:
         try:
             return av.open(target, mode="r", metadata_errors="ignore")
         except av.error.FFmpegError as exc:
-            raise self.error(
-                f"FFmpeg cannot open it ({_ffmpeg_reason(exc)}). It is not a video, or it is corrupt or truncated "
-                "(an MP4 cut short loses its index). Check that the file plays, or re-encode it, e.g. "
-                "`ffmpeg -i in -c:v libx264 out.mp4`."
-            ) from exc
+            hint = ""
+            if isinstance(exc, av.error.InvalidDataError):
+                hint = (
+                    " It is not a video, or it is corrupt or truncated (an MP4 cut short loses its index). Check "
+                    "that the file plays, or re-encode it, e.g. `ffmpeg -i in -c:v libx264 out.mp4`."
+                )
+            raise self.error(f"FFmpeg cannot open it ({_ffmpeg_reason(exc)}).{hint}") from exc
 
 
 class _FileWindow:
@@ -169,20 +171,26 @@ class _FileWindow:
         return True
 
 
+def _codec_name(stream) -> str:
+    return stream.codec_context.name if stream.codec_context is not None else "unknown codec"
+
+
 def _ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
 def _video_stream(container, source: _Source):
     """The first real video stream (cover art in music files is a 'video' stream too, but not a video)."""
+    if container.format.name in _NOT_VIDEO_FORMATS:
+        raise source.error(f"it is {_NOT_VIDEO_FORMATS[container.format.name]}, not a video.")
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
             break
     else:
-        found = ", ".join(f"{s.type} ({s.codec_context.name})" for s in container.streams) or "none"
+        found = ", ".join(f"{s.type} ({_codec_name(s)})" for s in container.streams) or "none"
         raise source.error(f"it contains no video stream (streams found: {found}).")
-    if container.format.name in _NOT_VIDEO_FORMATS:
-        raise source.error(f"it is {_NOT_VIDEO_FORMATS[container.format.name]}, not a video.")
+    if stream.codec_context is None:
+        raise source.error("the FFmpeg bundled with PyAV has no decoder for its video codec; re-encode it to H.264.")
     for other in container.streams:
         if other.index != stream.index:
             other.discard = av.stream.Discard.all  # the demuxer may then skip audio/subtitle payloads
@@ -213,7 +221,7 @@ def _scan_packets(container, stream, source: _Source) -> _PacketIndex:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:  # flush packets, AVI "repeat previous frame" entries
                 continue
-            if packet.is_corrupt:
+            if packet.is_corrupt and container.format.name in _SEEKABLE_FORMATS:  # MP4/MKV: a short read
                 raise source.error(
                     f"packet {len(pts_list)} of the video stream is incomplete: the file is truncated or corrupt."
                 )
@@ -335,6 +343,8 @@ class _Reader:
 
     def __init__(self, source: _Source):
         self.source = source
+        # What the last read did; tests use it to prove that seeking really happened.
+        self.stats = {"method": None, "frames_decoded": 0, "seeks": 0}
         self.container = source.open()
         try:
             self.stream = _video_stream(self.container, source)
@@ -346,8 +356,6 @@ class _Reader:
         except BaseException:
             self.container.close()
             raise
-        # What the last read did; tests use it to prove that seeking really happened.
-        self.stats = {"method": None, "frames_decoded": 0, "seeks": 0}
 
     def close(self) -> None:
         self.container.close()
@@ -401,9 +409,9 @@ class _Reader:
         """
         out = np.empty((len(wanted), self.info.height, self.info.width, 3), dtype=np.uint8)
         self.stats = {"method": None, "frames_decoded": 0, "seeks": 0}
+        if len(wanted) == 0:
+            return out, wanted, None
         if self.index.seekable:
-            if len(wanted) == 0:
-                return out, wanted, None
             try:
                 if approximate:
                     self.stats["method"] = "keyframes"

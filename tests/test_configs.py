@@ -45,7 +45,11 @@ def test_base_preset_has_the_paper_sizes():
     config = MCGConfig.from_json_file(HUB_CONFIGS[0].parent / "mcg-base.json")
     vc, qc, dc = config.vision_config, config.question_config, config.decoder
     assert (vc.image_size, vc.patch_size, vc.hidden_size, vc.num_hidden_layers, vc.num_attention_heads) == (
-        224, 16, 768, 12, 12
+        224,
+        16,
+        768,
+        12,
+        12,
     )
     assert vc.num_patches == 196
     assert (qc.hidden_size, qc.num_hidden_layers, dc.hidden_size, dc.num_hidden_layers) == (768, 12, 768, 12)

@@ -83,11 +83,14 @@ def test_tcl_matches_naive_loop_in_value_and_gradient():
     v2, w2 = video.detach().clone().requires_grad_(True), words.detach().clone().requires_grad_(True)
 
     loss = token_contrastive_loss(video, words, video_w, word_w, video_mask, word_mask, temperature=0.1)
-    reference = sum(
-        naive_direction(w2[i], v2[i], word_mask[i], video_mask[i], word_w[i], 0.1)
-        + naive_direction(v2[i], w2[i], video_mask[i], word_mask[i], video_w[i], 0.1)
-        for i in range(b)
-    ) / b
+    reference = (
+        sum(
+            naive_direction(w2[i], v2[i], word_mask[i], video_mask[i], word_w[i], 0.1)
+            + naive_direction(v2[i], w2[i], video_mask[i], word_mask[i], video_w[i], 0.1)
+            for i in range(b)
+        )
+        / b
+    )
     torch.testing.assert_close(loss.double(), reference)
     loss.backward()
     reference.backward()
@@ -102,8 +105,9 @@ def test_tcl_does_not_depend_on_padding_length():
     loss = token_contrastive_loss(video, words, vw, ww)
     padded_words = torch.cat([words, _unit(2, 4, 8, seed=8)], dim=1)
     mask = torch.tensor([[True] * 3 + [False] * 4] * 2)
-    padded_loss = token_contrastive_loss(video, padded_words, vw, torch.cat([ww, torch.zeros(2, 4, dtype=ww.dtype)], 1),
-                                         word_mask=mask)
+    padded_loss = token_contrastive_loss(
+        video, padded_words, vw, torch.cat([ww, torch.zeros(2, 4, dtype=ww.dtype)], 1), word_mask=mask
+    )
     torch.testing.assert_close(padded_loss, loss)
 
 
@@ -135,8 +139,9 @@ def test_mlm_masking_statistics_and_protected_tokens():
     ids = torch.randint(10, 1000, (64, 50))
     maskable = torch.ones_like(ids, dtype=torch.bool)
     maskable[:, 0] = False
-    corrupted, labels = mask_tokens_for_mlm(ids, maskable, mask_token_id=4, vocab_size=1000, probability=0.15,
-                                            generator=torch.Generator().manual_seed(0))
+    corrupted, labels = mask_tokens_for_mlm(
+        ids, maskable, mask_token_id=4, vocab_size=1000, probability=0.15, generator=torch.Generator().manual_seed(0)
+    )
     picked = labels != -100
     assert not picked[:, 0].any()
     assert abs(picked.float().mean().item() - 0.15 * 49 / 50) < 0.02
@@ -163,8 +168,10 @@ def _icl_worker(rank, world, init_file, v, t, out_dir):
         t_local = t[rank * b : (rank + 1) * b].clone().requires_grad_(True)
         loss = instance_contrastive_loss(v_local, t_local, 0.07)
         loss.backward()
-        torch.save({"loss": loss.detach(), "v_grad": v_local.grad, "t_grad": t_local.grad},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(
+            {"loss": loss.detach(), "v_grad": v_local.grad, "t_grad": t_local.grad},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 

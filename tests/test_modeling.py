@@ -46,8 +46,15 @@ def test_output_shapes(pooling, pad_frames, fusion):
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert out.encoder_last_hidden_state.shape == (b, s_f, 32)
 
-    pre = MCGForPreTraining(tiny_config(vision={"temporal_pooling": pooling}, fusion_type=fusion, icl_loss_weight=1.0,
-                                        tcl_loss_weight=1.0, vtm_loss_weight=1.0)).train()
+    pre = MCGForPreTraining(
+        tiny_config(
+            vision={"temporal_pooling": pooling},
+            fusion_type=fusion,
+            icl_loss_weight=1.0,
+            tcl_loss_weight=1.0,
+            vtm_loss_weight=1.0,
+        )
+    ).train()
     inputs.pop("labels")
     out = pre(**inputs)
     assert out.video_embeds.shape == out.text_embeds.shape == (b, 16)
@@ -161,8 +168,9 @@ def test_beam_search_and_return_sequences():
     inputs = _question_inputs(model.config)
     beams = model.generate(**inputs, num_beams=3, num_return_sequences=2, max_new_tokens=5)
     assert beams.shape[0] == 6 and beams.shape[1] <= 6
-    out = model.generate(**inputs, num_beams=3, max_new_tokens=4, min_new_tokens=4, return_dict_in_generate=True,
-                         output_scores=True)
+    out = model.generate(
+        **inputs, num_beams=3, max_new_tokens=4, min_new_tokens=4, return_dict_in_generate=True, output_scores=True
+    )
     assert out.sequences.shape == (3, 5)
     assert out.sequences_scores.shape == (3,)
     sampled = model.generate(**inputs, do_sample=True, top_k=5, max_new_tokens=3, min_new_tokens=3)
@@ -198,8 +206,14 @@ def test_save_and_load_round_trip(tmp_path):
     inputs = tiny_inputs(model.config)
     model.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"model.safetensors", "config.json", "generation_config.json", "modeling_mcg.py", "configuration_mcg.py",
-            "losses.py"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "modeling_mcg.py",
+        "configuration_mcg.py",
+        "losses.py",
+    } <= files
     reloaded, info = MCGForVideoQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
@@ -231,7 +245,10 @@ def test_auto_classes_load_with_the_package_imported(tmp_path):
         (lambda x: x.update(pixel_values_videos=x["pixel_values_videos"].transpose(2, 3)), "channels"),
         (lambda x: x.update(pixel_values_videos=x["pixel_values_videos"][..., :20, :20]), "multiple of patch_size"),
         (lambda x: x.update(pixel_values_videos=x["pixel_values_videos"][:2]), "batch size 2"),
-        (lambda x: x.update(input_ids=x["input_ids"][:, :0], attention_mask=x["attention_mask"][:, :0]), "at least one"),
+        (
+            lambda x: x.update(input_ids=x["input_ids"][:, :0], attention_mask=x["attention_mask"][:, :0]),
+            "at least one",
+        ),
         (lambda x: x["attention_mask"].__setitem__(0, 0), "empty"),
         (lambda x: x.update(video_frame_mask=torch.zeros(3, 5, dtype=torch.long)), "every frame"),
         (lambda x: x.update(video_frame_mask=torch.ones(3, 4, dtype=torch.long)), "video_frame_mask must have shape"),
@@ -244,4 +261,3 @@ def test_bad_inputs_raise_value_error(mutate, message):
     mutate(inputs)
     with pytest.raises(ValueError, match=message):
         model(**inputs)
-

@@ -10,19 +10,39 @@ PAD, UNK, CLS, SEP, MASK, DEC, ENC = range(7)
 
 def tiny_config(**overrides) -> MCGConfig:
     vision = dict(
-        image_size=24, patch_size=8, num_frames=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, drop_path_rate=0.0,
+        image_size=24,
+        patch_size=8,
+        num_frames=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        drop_path_rate=0.0,
     )
     text = dict(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=48, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=48,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     vision.update(overrides.pop("vision", {}))
     question = {**text, **overrides.pop("question", {})}
     decoder = {**text, **overrides.pop("decoder", {})}
     kwargs = dict(
-        vision_config=vision, question_config=question, decoder=decoder, num_fusion_layers=1, projection_dim=16,
-        pad_token_id=PAD, bos_token_id=DEC, eos_token_id=SEP, decoder_start_token_id=DEC, enc_token_id=ENC,
+        vision_config=vision,
+        question_config=question,
+        decoder=decoder,
+        num_fusion_layers=1,
+        projection_dim=16,
+        pad_token_id=PAD,
+        bos_token_id=DEC,
+        eos_token_id=SEP,
+        decoder_start_token_id=DEC,
+        enc_token_id=ENC,
         mask_token_id=MASK,
     )
     kwargs.update(overrides)
