@@ -4,6 +4,7 @@ Importing the package registers MCG with the Auto classes (config, models, proce
 """
 
 from .configuration_mcg import MCGConfig, MCGDecoderConfig, MCGQuestionConfig, MCGTextConfig, MCGVisionConfig
+from .hub import push_to_hub, save_for_hub
 from .modeling_mcg import (
     MCGForPreTraining,
     MCGForVideoQuestionAnswering,
@@ -13,12 +14,14 @@ from .modeling_mcg import (
     MCGPreTrainingOutput,
     MCGVideoQuestionAnsweringOutput,
 )
+from .pipeline_mcg import VideoQuestionAnsweringPipeline, register_pipeline
 from .processing_mcg import MCGProcessor, add_mcg_special_tokens, build_wordpiece_tokenizer
 from .registration import register_mcg
 from .video_io import VideoDecodeError
 from .video_processing_mcg import MCGVideoProcessor
 
 register_mcg()
+register_pipeline()
 
 __all__ = [
     "MCGConfig",
@@ -39,4 +42,8 @@ __all__ = [
     "build_wordpiece_tokenizer",
     "add_mcg_special_tokens",
     "register_mcg",
+    "VideoQuestionAnsweringPipeline",
+    "register_pipeline",
+    "save_for_hub",
+    "push_to_hub",
 ]
