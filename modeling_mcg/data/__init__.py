@@ -17,6 +17,7 @@ from .msrvtt_qa import load_msrvtt_qa
 from .msvd_qa import load_msvd_qa
 from .nextqa import load_nextqa, load_nextqa_references
 from .schema import COLUMNS, VIDEOQA_FEATURES
+from .synthetic import load_synthetic_videoqa
 from .tvqa import load_tvqa
 
 _READERS: dict[str, Callable[..., datasets.Dataset]] = {
@@ -27,6 +28,8 @@ _READERS: dict[str, Callable[..., datasets.Dataset]] = {
     "nextqa-mc": partial(load_nextqa, task="mc"),
     "tvqa": load_tvqa,
     "clevrer": load_clevrer,
+    # the built-in set: `data_dir` is its cache folder (None: $MCG_CACHE or ~/.cache/modeling_mcg)
+    "synthetic": lambda data_dir, split, **kwargs: load_synthetic_videoqa(split=split, cache_dir=data_dir, **kwargs),
 }
 DATASET_NAMES = tuple(_READERS)
 
@@ -53,5 +56,6 @@ __all__ = [
     "load_nextqa",
     "load_nextqa_references",
     "load_tvqa",
+    "load_synthetic_videoqa",
     "load_videoqa_dataset",
 ]
