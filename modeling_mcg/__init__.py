@@ -4,6 +4,7 @@ Importing the package registers MCG with the Auto classes (config, models, proce
 """
 
 from .configuration_mcg import MCGConfig, MCGDecoderConfig, MCGQuestionConfig, MCGTextConfig, MCGVisionConfig
+from .convert_hf_checkpoints import from_unimodal_pretrained, load_unimodal_weights
 from .hub import push_to_hub, save_for_hub
 from .modeling_mcg import (
     MCGForPreTraining,
@@ -46,4 +47,6 @@ __all__ = [
     "register_pipeline",
     "save_for_hub",
     "push_to_hub",
+    "from_unimodal_pretrained",
+    "load_unimodal_weights",
 ]
