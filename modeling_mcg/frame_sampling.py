@@ -14,6 +14,7 @@ This module is copied next to saved models as remote code: numpy is its only imp
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
 
 
 def _check_rate(name: str, value) -> float:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"`{name}` must be a positive number of frames per second, got {value!r}.")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"`{name}` must be a positive, finite number of frames per second, got {value!r}.")

@@ -1,0 +1,794 @@
+#!/usr/bin/env python
+"""Fine-tune and evaluate MCG on a VideoQA set with the Hugging Face `Trainer`.
+
+With no arguments it trains the tiny preset on the built-in synthetic long-video QA set (generated once and cached)
+on CPU, evaluates it on the test split and leaves a Hub-ready folder in `outputs/demo/`:
+
+    python examples/run_videoqa.py
+    accelerate launch examples/run_videoqa.py --dataset msrvtt-qa --data_dir /data/msrvtt --hub_config mcg-base \
+        --tokenizer_name bert-base-uncased
+    python examples/run_videoqa.py --use_lora --model_name_or_path outputs/demo --output_dir outputs/lora
+
+Videos are decoded in the DataLoader workers by the collator (the dataset rows hold paths); the evaluation
+generates open-ended answers with `generate()` or ranks candidates with `score_choices()`, and runs on every rank.
+"""
+
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import transformers
+from accelerate.utils import gather_object
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_mcg import (
+    MCGConfig,
+    MCGForVideoQuestionAnswering,
+    MCGProcessor,
+    MCGVideoProcessor,
+    VideoDecodeError,
+    add_mcg_special_tokens,
+)
+from modeling_mcg.data import DATASET_NAMES, load_videoqa_dataset
+from modeling_mcg.metrics import load_videoqa_metric
+
+logger = logging.getLogger("run_videoqa")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HUB_CONFIG_DIR = REPO_ROOT / "hub_configs"
+LOSS_PARTS = ("loss_lm", "loss_icl", "loss_tcl")
+DEFAULT_LORA_TARGETS = r".*(fusor|decoder)\..*(self_attn|cross_attn)\.(q_proj|v_proj)"
+
+# Defaults of the plain `python examples/run_videoqa.py` run (tiny preset, synthetic set, 2-core CPU); every one
+# can be overridden on the command line.
+TRAINING_DEFAULTS = dict(
+    output_dir="outputs/demo",
+    do_train=True,
+    do_eval=True,
+    num_train_epochs=10,
+    learning_rate=2e-3,
+    weight_decay=0.01,
+    warmup_steps=0.05,
+    lr_scheduler_type="cosine",
+    per_device_train_batch_size=32,
+    per_device_eval_batch_size=64,
+    logging_steps=20,
+    save_strategy="epoch",
+    save_total_limit=1,
+    eval_strategy="no",
+    report_to="none",
+    remove_unused_columns=False,
+    dataloader_num_workers=1,
+    seed=42,
+)
+
+
+@dataclass
+class ModelArguments:
+    """Which model to start from, and how to adapt it (full fine-tuning or LoRA)."""
+
+    hub_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "Preset name from the repo's hub_configs/ (mcg-tiny, mcg-base). Default: mcg-tiny when "
+            "neither --config_file nor --model_name_or_path is given."
+        },
+    )
+    config_file: str | None = field(default=None, metadata={"help": "Path to an MCGConfig JSON (train from scratch)."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint folder (model + processor) to fine-tune."}
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "BERT tokenizer folder/name for a from-scratch model (e.g. bert-base-uncased for "
+            "mcg-base); [DEC]/[ENC] are added. Default: a WordPiece vocabulary built from the training data."
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "For a from-scratch model: comma-separated config edits, dotted for sub-configs, e.g. "
+            "'initializer_range=0.1,label_smoothing=0.0,vision_config.drop_path_rate=0.1'."
+        },
+    )
+    attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, ... (default: sdpa)."})
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(
+        default=DEFAULT_LORA_TARGETS,
+        metadata={"help": "Regex over full module names (or a comma-separated list of leaf names) to adapt."},
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "After LoRA training, save the merged plain model in output_dir (adapter in adapter/)."},
+    )
+
+
+@dataclass
+class DataArguments:
+    """Which data, how videos are sampled, and how the evaluation answers."""
+
+    dataset: str = field(default="synthetic", metadata={"help": f"One of: synthetic, {', '.join(DATASET_NAMES)}."})
+    data_dir: str | None = field(default=None, metadata={"help": "Dataset folder (not needed for synthetic)."})
+    train_split: str = field(default="train")
+    eval_split: str = field(default="test")
+    synthetic_cache_dir: str | None = field(
+        default=None, metadata={"help": "Cache folder of the synthetic set (default $MCG_CACHE or ~/.cache)."}
+    )
+    synthetic_num_videos: str | None = field(
+        default=None, metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 600/100/100)."}
+    )
+    num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the model config's)."})
+    train_sampling: str = field(default="rand", metadata={"help": "uniform, rand, headtail or fps."})
+    eval_sampling: str = field(default="uniform", metadata={"help": "uniform, rand, headtail or fps."})
+    image_size: int | None = field(default=None, metadata={"help": "Frame side in px (default: the config's)."})
+    do_augment: bool = field(
+        default=False, metadata={"help": "Random resized crop + flip + jitter in training (mirrors left/right!)."}
+    )
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    on_corrupt_video: str = field(
+        default="skip", metadata={"help": "skip: drop a sample whose video cannot be decoded (counted); raise."}
+    )
+    blank_video: bool = field(
+        default=False, metadata={"help": "Question-only baseline: all frames are zeros (train and eval)."}
+    )
+    eval_mode: str = field(
+        default="auto",
+        metadata={
+            "help": "open (generate), mc (score_choices), both, or auto: open when some eval question has no "
+            "candidates, else mc (both for the synthetic set, whose questions are open-ended with choices)."
+        },
+    )
+    num_beams: int = field(default=1, metadata={"help": "Beams for open-ended generation."})
+    max_new_tokens: int = field(default=6, metadata={"help": "Answer length limit for generation."})
+
+
+def parse_args(args: list[str] | None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**TRAINING_DEFAULTS, use_cpu=not torch.cuda.is_available())
+    if args is None:
+        args = sys.argv[1:]
+    if len(args) == 1 and args[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(args[0]))
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+def _parse_num_videos(spec: str | None) -> dict[str, int] | None:
+    if spec is None:
+        return None
+    counts = {}
+    for part in spec.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"--synthetic_num_videos must look like 'train=20,test=8'; got {spec!r}.")
+        counts[name.strip()] = int(value)
+    return counts
+
+
+def load_split(data_args: DataArguments, split: str) -> datasets.Dataset:
+    if data_args.dataset == "synthetic":
+        from modeling_mcg.data.synthetic import load_synthetic_videoqa
+
+        return load_synthetic_videoqa(
+            split=split,
+            cache_dir=data_args.synthetic_cache_dir,
+            num_videos=_parse_num_videos(data_args.synthetic_num_videos),
+        )
+    if data_args.data_dir is None:
+        raise ValueError(f"--dataset {data_args.dataset} needs --data_dir (the folder with its annotations).")
+    return load_videoqa_dataset(data_args.dataset, data_args.data_dir, split)
+
+
+def _limit(ds: datasets.Dataset, n: int | None) -> datasets.Dataset:
+    return ds.select(range(min(n, len(ds)))) if n is not None else ds
+
+
+def vocabulary_words(*splits: datasets.Dataset) -> list[str]:
+    """Every word of the questions, answers, choices and subtitles, in first-seen order (stable ids)."""
+    words: dict[str, None] = {}
+    for ds in splits:
+        for column in ("question", "answer", "subtitles"):
+            for text in ds[column]:
+                words.update(dict.fromkeys(text.lower().split()))
+        for choices in ds["choices"]:
+            for text in choices:
+                words.update(dict.fromkeys(text.lower().split()))
+    return list(words)
+
+
+class VideoQACollator:
+    """Decodes a batch's videos (in the DataLoader worker) and tokenises it with the processor.
+
+    A video that fails to decode is dropped (`skip`, counted and logged) or re-raised (`raise`). The batch carries
+    `num_skipped_videos` so the trainer can total the skips across workers; with `with_meta` it also carries the
+    rows' metadata for writing predictions.
+    """
+
+    def __init__(
+        self,
+        processor,
+        sampling,
+        on_corrupt_video="skip",
+        blank_video=False,
+        do_augment=False,
+        with_choices=False,
+        with_meta=False,
+    ):
+        if on_corrupt_video not in ("skip", "raise"):
+            raise ValueError(f"on_corrupt_video must be 'skip' or 'raise', got {on_corrupt_video!r}.")
+        self.processor = processor
+        self.sampling = sampling
+        self.on_corrupt_video = on_corrupt_video
+        self.blank_video = blank_video
+        self.do_augment = do_augment
+        self.with_choices = with_choices
+        self.with_meta = with_meta
+        self.num_skipped = 0  # per process: each DataLoader worker counts its own
+
+    def _decode(self, row) -> dict[str, torch.Tensor] | None:
+        video_processor = self.processor.video_processor
+        if self.blank_video:
+            size = video_processor._output_size(video_processor._resolve_options({}))
+            return {
+                "pixel_values_videos": torch.zeros(video_processor.num_frames, 3, *size),
+                "video_frame_mask": torch.ones(video_processor.num_frames, dtype=torch.long),
+            }
+        try:
+            out = video_processor([row["video"]], sampling=self.sampling, do_augment=self.do_augment)
+        except VideoDecodeError as error:
+            if self.on_corrupt_video == "raise":
+                raise
+            self.num_skipped += 1
+            logger.warning(f"Skipped an undecodable video ({self.num_skipped} so far in this worker): {error}")
+            return None
+        return {"pixel_values_videos": out["pixel_values_videos"][0], "video_frame_mask": out["video_frame_mask"][0]}
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        kept, clips = [], []
+        for row in rows:
+            clip = self._decode(row)
+            if clip is not None:
+                kept.append(row)
+                clips.append(clip)
+        if not kept:  # every video failed: an empty batch, which the trainer turns into a zero-loss step
+            return {"num_skipped_videos": torch.tensor(len(rows)), **({"meta": []} if self.with_meta else {})}
+        frames = max(c["pixel_values_videos"].shape[0] for c in clips)
+        pixels = torch.zeros(len(clips), frames, *clips[0]["pixel_values_videos"].shape[1:])
+        frame_mask = torch.zeros(len(clips), frames, dtype=torch.long)
+        for i, clip in enumerate(clips):  # clips differ in length only with sampling="fps"
+            t = clip["pixel_values_videos"].shape[0]
+            pixels[i, :t] = clip["pixel_values_videos"]
+            frame_mask[i, :t] = clip["video_frame_mask"]
+        has_subtitles = any(row["subtitles"] for row in kept)
+        text = self.processor(
+            text=[row["question"] for row in kept],
+            answers=[row["answer"] for row in kept],
+            subtitles=[row["subtitles"] or None for row in kept] if has_subtitles else None,
+            choices=[row["choices"] for row in kept] if self.with_choices else None,
+        )
+        batch = dict(text)
+        batch.update(pixel_values_videos=pixels, video_frame_mask=frame_mask)
+        batch["num_skipped_videos"] = torch.tensor(len(rows) - len(kept))
+        if self.with_meta:
+            batch["meta"] = [
+                {k: row[k] for k in ("question_id", "question", "answer", "answer_type", "choices", "correct_choices")}
+                for row in kept
+            ]
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------- model
+
+
+def resolve_config(model_args: ModelArguments) -> MCGConfig:
+    if model_args.config_file is not None:
+        return MCGConfig.from_json_file(model_args.config_file)
+    name = model_args.hub_config or "mcg-tiny"
+    path = HUB_CONFIG_DIR / (name if name.endswith(".json") else f"{name}.json")
+    if not path.is_file():
+        presets = sorted(p.stem for p in HUB_CONFIG_DIR.glob("*.json"))
+        raise ValueError(f"Unknown --hub_config {name!r}; presets in {HUB_CONFIG_DIR}: {presets}.")
+    return MCGConfig.from_json_file(str(path))
+
+
+def apply_config_overrides(config: MCGConfig, overrides: str | None) -> MCGConfig:
+    """`a=1,vision_config.b=x`: values are parsed as JSON where they can be (numbers, booleans), else strings."""
+    if not overrides:
+        return config
+    for item in overrides.split(","):
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--config_overrides entries look like key=value; got {item!r}.")
+        *path, name = key.strip().split(".")
+        target = config
+        for part in path:
+            target = getattr(target, part, None)
+            if target is None:
+                raise ValueError(f"--config_overrides: the config has no sub-config {part!r} (in {key!r}).")
+        if not hasattr(target, name):
+            raise ValueError(f"--config_overrides: unknown config field {key!r}.")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        setattr(target, name, value)
+    return MCGConfig.from_dict(config.to_dict())  # re-runs the config's own checks on the edited values
+
+
+def match_config_to_tokenizer(config: MCGConfig, tokenizer) -> None:
+    """A from-scratch model takes its vocabulary size and special ids from the tokenizer it will read."""
+    vocab_size = len(tokenizer)
+    config.question_config.vocab_size = vocab_size
+    config.decoder.vocab_size = vocab_size
+    ids = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+        "bos_token_id": tokenizer.convert_tokens_to_ids("[DEC]"),
+        "decoder_start_token_id": tokenizer.convert_tokens_to_ids("[DEC]"),
+        "enc_token_id": tokenizer.convert_tokens_to_ids("[ENC]"),
+        "mask_token_id": tokenizer.mask_token_id,
+    }
+    for name, value in ids.items():
+        if value is None:
+            raise ValueError(f"The tokenizer has no token for {name}; MCG needs [PAD], [SEP], [MASK], [DEC], [ENC].")
+        if getattr(config, name, None) != value:
+            logger.info(f"config.{name}: {getattr(config, name, None)} -> {value} (from the tokenizer)")
+            setattr(config, name, value)
+
+
+def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, train_ds):
+    attn = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    if model_args.model_name_or_path is not None:
+        if model_args.config_overrides:
+            raise ValueError("--config_overrides applies to from-scratch models, not to --model_name_or_path.")
+        processor = MCGProcessor.from_pretrained(model_args.model_name_or_path)
+        model = MCGForVideoQuestionAnswering.from_pretrained(model_args.model_name_or_path, **attn)
+        vision = model.config.vision_config
+        if data_args.image_size not in (None, vision.image_size):
+            raise ValueError(f"--image_size {data_args.image_size} differs from the checkpoint's {vision.image_size}.")
+        if len(processor.tokenizer) > model.config.decoder.vocab_size:
+            raise ValueError(
+                f"The checkpoint's tokenizer has {len(processor.tokenizer)} tokens but the model only "
+                f"{model.config.decoder.vocab_size} embeddings."
+            )
+        if data_args.num_frames is not None:
+            processor.video_processor.num_frames = data_args.num_frames
+        return model, processor
+
+    config = resolve_config(model_args)
+    config = apply_config_overrides(config, model_args.config_overrides)
+    vision = config.vision_config
+    if data_args.num_frames is not None:
+        vision.num_frames = data_args.num_frames
+    if data_args.image_size is not None:
+        vision.image_size = data_args.image_size
+    if model_args.tokenizer_name is not None:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_args.tokenizer_name)
+        add_mcg_special_tokens(tokenizer)
+    else:
+        from modeling_mcg import build_wordpiece_tokenizer
+
+        tokenizer = build_wordpiece_tokenizer(vocabulary_words(train_ds))
+    match_config_to_tokenizer(config, tokenizer)
+    video_processor = MCGVideoProcessor(
+        num_frames=vision.num_frames,
+        size={"height": vision.image_size, "width": vision.image_size},
+        do_center_crop=False,
+        resample=2 if vision.image_size <= 64 else 3,  # bilinear for tiny frames; bicubic as in the paper
+    )
+    processor = MCGProcessor(video_processor=video_processor, tokenizer=tokenizer)
+    model = MCGForVideoQuestionAnswering._from_config(config, **attn)
+    return model, processor
+
+
+def apply_lora(model, model_args: ModelArguments):
+    from peft import LoraConfig, get_peft_model
+
+    targets: str | list[str] = model_args.lora_target_modules
+    if "," in targets or targets.isidentifier():
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    lora_config = LoraConfig(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=targets,
+        task_type=None,
+    )
+    peft_model = get_peft_model(model, lora_config)
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    logger.info(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    return peft_model
+
+
+# ---------------------------------------------------------------------------------------------------- trainer
+
+
+class VideoQATrainer(Trainer):
+    """`Trainer` that logs the running mean of every loss part next to `loss`, and totals skipped videos.
+
+    Steps only accumulate local sums; `log()` (which every rank calls at the same steps) gathers them, so ranks
+    never disagree on the number of collective calls, even when one of them meets an all-corrupt batch.
+    """
+
+    def __init__(self, *args, loss_parts=LOSS_PARTS, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._parts = loss_parts
+        self._sums = torch.zeros(len(loss_parts), dtype=torch.float64)
+        self._counts = torch.zeros(len(loss_parts), dtype=torch.float64)
+        self._local_skipped = 0
+        self.skipped_videos = 0  # all ranks, up to the last log
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        skipped = inputs.pop("num_skipped_videos", None)
+        inputs.pop("meta", None)
+        if skipped is not None and model.training:
+            self._local_skipped += int(skipped)
+        if "input_ids" not in inputs:  # the collator dropped every sample (undecodable videos)
+            # zero loss over the trainable weights keeps every rank's backward (and DDP's all-reduce) in step
+            loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            return (loss, None) if return_outputs else loss
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            for i, name in enumerate(self._parts):
+                value = outputs.get(name)
+                if value is not None:
+                    self._sums[i] += value.detach().float().mean().item()
+                    self._counts[i] += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def gather_training_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum the local loss-part sums, counts and skips over all ranks (a collective call) and reset them."""
+        local = torch.cat([self._sums, self._counts, torch.tensor([float(self._local_skipped)], dtype=torch.float64)])
+        total = self.accelerator.gather(local.to(self.accelerator.device)[None]).sum(0).cpu()
+        self._sums.zero_()
+        self._counts.zero_()
+        self._local_skipped = 0
+        self.skipped_videos += int(total[-1])
+        n = len(self._parts)
+        return total[:n], total[n : 2 * n]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log (evaluation logs carry eval_loss)
+            sums, counts = self.gather_training_stats()
+            for name, total, count in zip(self._parts, sums.tolist(), counts.tolist()):
+                if count:
+                    logs[name] = round(total / count, 4)
+            logs["skipped_videos"] = self.skipped_videos
+        super().log(logs, start_time)
+
+
+def resolve_eval_mode(data_args: DataArguments, eval_ds: datasets.Dataset) -> str:
+    mode = data_args.eval_mode
+    if mode not in ("auto", "open", "mc", "both"):
+        raise ValueError(f"--eval_mode must be auto, open, mc or both; got {mode!r}.")
+    all_have_choices = all(len(c) > 0 for c in eval_ds["choices"])
+    if mode == "auto":
+        if not all_have_choices:
+            return "open"
+        return "both" if data_args.dataset == "synthetic" else "mc"
+    if mode in ("mc", "both") and not all_have_choices:
+        raise ValueError(f"--eval_mode {mode} needs candidate answers for every question; some rows have none.")
+    return mode
+
+
+@torch.no_grad()
+def predict(trainer: VideoQATrainer, eval_ds, collator: VideoQACollator, mode: str, data_args: DataArguments):
+    """Answer every eval question on every rank (each its shard), then gather all records everywhere."""
+    trainer.data_collator = collator
+    dataloader = trainer.get_test_dataloader(eval_ds)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.eval()
+    tokenizer = trainer.processing_class.tokenizer
+    records, skipped = [], 0
+    for batch in dataloader:
+        meta = batch.pop("meta")
+        skipped += int(batch.pop("num_skipped_videos"))
+        if not meta:
+            continue
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values_videos", "video_frame_mask")}
+        generated = choice_index = None
+        if mode in ("open", "both"):
+            ids = model.generate(**inputs, num_beams=data_args.num_beams, max_new_tokens=data_args.max_new_tokens)
+            generated = [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        if mode in ("mc", "both"):
+            scores = model.score_choices(**inputs, choice_labels=batch["choice_labels"])
+            choice_index = scores.argmax(dim=1).tolist()
+        for i, row in enumerate(meta):
+            record = {k: row[k] for k in ("question_id", "question", "answer", "answer_type")}
+            if generated is not None:
+                record["prediction"] = generated[i]
+            if choice_index is not None:
+                record["choices"] = row["choices"]
+                record["choice_prediction"] = choice_index[i]
+                record["correct_choice"] = row["correct_choices"][0]
+                record.setdefault("prediction", row["choices"][choice_index[i]])
+            records.append(record)
+    records = gather_object(records)
+    skipped = sum(gather_object([skipped]))
+    unique: dict[str, dict] = {}
+    for record in records:  # the last batch is padded with repeats on some ranks
+        unique.setdefault(record["question_id"], record)
+    return list(unique.values()), skipped
+
+
+def compute_metrics(records: list[dict], mode: str, prefix: str = "test") -> dict[str, float]:
+    metric = load_videoqa_metric()
+    types = [r["answer_type"] for r in records]
+    out: dict[str, float] = {}
+    if mode in ("open", "both"):
+        result = metric.compute(
+            predictions=[r["prediction"] for r in records],
+            references=[r["answer"] for r in records],
+            answer_types=types,
+            mode="open",
+        )
+        out.update({f"{prefix}_{k}": v for k, v in result.items()})
+        for r in records:
+            r["correct"] = metric_exact(r["prediction"], r["answer"])
+    if mode in ("mc", "both"):
+        result = metric.compute(
+            predictions=[r["choice_prediction"] for r in records],
+            references=[r["correct_choice"] for r in records],
+            answer_types=types,
+            mode="mc",
+        )
+        out.update({f"{prefix}_mc_{k}": v for k, v in result.items()})
+        if mode == "mc":  # the primary number of a multiple-choice set is its choice accuracy
+            out.update({f"{prefix}_{k}": v for k, v in result.items()})
+            for r in records:
+                r["correct"] = r["choice_prediction"] == r["correct_choice"]
+        else:
+            for r in records:
+                r["mc_correct"] = r["choice_prediction"] == r["correct_choice"]
+    return out
+
+
+def metric_exact(prediction: str, answer: str) -> bool:
+    from modeling_mcg.metrics import normalize_answer
+
+    return normalize_answer(prediction) == normalize_answer(answer)
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+
+
+def write_plots(output_dir: Path, log_history: list[dict], metrics: dict[str, float]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    train_logs = [entry for entry in log_history if "loss" in entry and "step" in entry]
+    if train_logs:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        steps = [entry["step"] for entry in train_logs]
+        ax.plot(steps, [entry["loss"] for entry in train_logs], label="loss", marker=".")
+        for part in LOSS_PARTS:
+            if any(part in entry for entry in train_logs):
+                ax.plot(steps, [entry.get(part, math.nan) for entry in train_logs], label=part, linestyle="--")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_title("Training loss")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(output_dir / "loss_curve.png", dpi=100)
+        plt.close(fig)
+        written.append("loss_curve.png")
+    for key, title, filename in (
+        ("test_accuracy_", "Test accuracy per answer type", "accuracy_per_type.png"),
+        ("test_mc_accuracy_", "Multiple-choice accuracy per answer type", "mc_accuracy_per_type.png"),
+    ):
+        per_type = {k[len(key) :]: v for k, v in metrics.items() if k.startswith(key)}
+        if not per_type or (
+            key == "test_mc_accuracy_"
+            and "accuracy_per_type.png" in written
+            and metrics.get("test_accuracy") == metrics.get("test_mc_accuracy")
+        ):
+            continue
+        fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(per_type) + 2), 4))
+        ax.bar(list(per_type), list(per_type.values()), color="tab:blue")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy")
+        ax.set_title(title)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+        fig.tight_layout()
+        fig.savefig(output_dir / filename, dpi=100)
+        plt.close(fig)
+        written.append(filename)
+    return written
+
+
+def write_model_card(
+    output_dir: Path, model_args, data_args, training_args, metrics, plots, lora_layout, argv: list[str]
+) -> None:
+    preset = model_args.model_name_or_path or model_args.config_file or model_args.hub_config or "mcg-tiny"
+    command = " ".join(["python examples/run_videoqa.py", *(shlex.quote(a) for a in argv)])
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    images = "\n".join(f"![{p}]({p})" for p in plots)
+    baseline = " (question-only baseline: frames replaced by zeros)" if data_args.blank_video else ""
+    card = f"""---
+library_name: transformers
+pipeline_tag: video-question-answering
+tags:
+- mcg
+- video-question-answering
+- {data_args.dataset}
+---
+
+# MCG video question answering — {data_args.dataset}{baseline}
+
+MCG (arXiv 2410.09379): a video encoder, a question encoder and a cross-modal fusor whose evidence conditions a
+generative answer decoder. This folder was trained with `examples/run_videoqa.py` from `{preset}`{lora_layout}.
+
+## Intended use
+
+Research and demonstration of generative video QA. Models trained on the synthetic set only know coloured shapes
+moving across a dark frame; they say nothing about real video.
+
+## Use
+
+```python
+import modeling_mcg  # registers MCG with the Auto classes and the video-question-answering pipeline
+from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor
+
+processor = MCGProcessor.from_pretrained("path/to/this/folder")
+model = MCGForVideoQuestionAnswering.from_pretrained("path/to/this/folder")
+inputs = processor(videos="clip.mp4", text="which object appears first?")
+print(processor.batch_decode(model.generate(**inputs, max_new_tokens={data_args.max_new_tokens}), skip_special_tokens=True))
+```
+
+## Training
+
+- data: `{data_args.dataset}` (train split `{data_args.train_split}`, evaluated on `{data_args.eval_split}`)
+- frames: {data_args.num_frames or "config default"} ({data_args.train_sampling} sampling in training,
+  {data_args.eval_sampling} in evaluation)
+- epochs {training_args.num_train_epochs}, max_steps {training_args.max_steps}, learning rate
+  {training_args.learning_rate}, batch size {training_args.per_device_train_batch_size} per device, seed
+  {training_args.seed}
+- command: `{command}`
+
+## Evaluation
+
+| metric | value |
+|---|---|
+{rows}
+
+{images}
+"""
+    (output_dir / "README.md").write_text(card, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def main(args: list[str] | None = None) -> dict[str, Any]:
+    """Train and/or evaluate; returns the metrics, the trained model and the trainer (for tests and notebooks)."""
+    model_args, data_args, training_args = parse_args(args)
+    if data_args.blank_video and training_args.output_dir == TRAINING_DEFAULTS["output_dir"]:
+        # the baseline must not overwrite (or resume from) the real run's folder
+        training_args.output_dir = TRAINING_DEFAULTS["output_dir"] + "_blank_video"
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    if sum(x is not None for x in (model_args.hub_config, model_args.config_file, model_args.model_name_or_path)) > 1:
+        raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
+    if data_args.dataset != "synthetic" and data_args.dataset.lower().replace("_", "-") not in DATASET_NAMES:
+        raise ValueError(f"Unknown --dataset {data_args.dataset!r}; choose synthetic or one of {DATASET_NAMES}.")
+    if model_args.merge_lora and not model_args.use_lora:
+        raise ValueError("--merge_lora needs --use_lora.")
+    if training_args.use_cpu and os.environ.get("OMP_NUM_THREADS") is None:
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    set_seed(training_args.seed)
+    output_dir = Path(training_args.output_dir)
+
+    train_ds = _limit(load_split(data_args, data_args.train_split), data_args.max_train_samples)
+    eval_ds = _limit(load_split(data_args, data_args.eval_split), data_args.max_eval_samples)
+    logger.info(f"{data_args.dataset}: {len(train_ds)} training and {len(eval_ds)} evaluation questions")
+
+    model, processor = build_model_and_processor(model_args, data_args, train_ds)
+    model.config.use_cache = True
+    base_model = model
+    if model_args.use_lora:
+        if model_args.model_name_or_path is None and training_args.should_save:
+            # a from-scratch base is random: the adapter is only usable together with these exact weights
+            base_dir = output_dir / "base_model"
+            base_model.save_pretrained(base_dir)
+            processor.save_pretrained(base_dir)
+        model = apply_lora(model, model_args)
+        base_path = model_args.model_name_or_path or str((output_dir / "base_model").resolve())
+        model.peft_config["default"].base_model_name_or_path = base_path
+
+    train_collator = VideoQACollator(
+        processor, data_args.train_sampling, data_args.on_corrupt_video, data_args.blank_video, data_args.do_augment
+    )
+    trainer = VideoQATrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        data_collator=train_collator,
+        processing_class=processor,
+    )
+
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint
+        if checkpoint == "last":
+            checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+            if checkpoint is None:
+                raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {output_dir}.")
+            logger.info(f"Resuming from {checkpoint}")
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        trainer.gather_training_stats()  # skips after the last log
+        logger.info(f"Training done; {trainer.skipped_videos} undecodable training videos skipped")
+
+    metrics: dict[str, Any] = {}
+    records: list[dict] = []
+    if training_args.do_eval:
+        mode = resolve_eval_mode(data_args, eval_ds)
+        eval_collator = VideoQACollator(
+            processor,
+            data_args.eval_sampling,
+            data_args.on_corrupt_video,
+            data_args.blank_video,
+            with_choices=mode in ("mc", "both"),
+            with_meta=True,
+        )
+        records, skipped = predict(trainer, eval_ds, eval_collator, mode, data_args)
+        metrics = compute_metrics(records, mode)
+        metrics["test_samples"] = len(records)
+        metrics["test_skipped_videos"] = skipped
+        if training_args.do_train:
+            metrics["train_skipped_videos"] = trainer.skipped_videos
+        logger.info("Test metrics: " + json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+
+    # saving: save_model runs on every rank (it may synchronise); files are written by the main process only
+    final_model = model
+    lora_layout = ""
+    if model_args.use_lora and model_args.merge_lora:
+        trainer.save_model(str(output_dir / "adapter"))
+        final_model = trainer.accelerator.unwrap_model(model).merge_and_unload()
+        if trainer.is_world_process_zero():
+            final_model.save_pretrained(output_dir)
+            processor.save_pretrained(output_dir)
+        lora_layout = " with LoRA, merged into the weights (the adapter is in `adapter/`)"
+    else:
+        trainer.save_model(str(output_dir))
+        if model_args.use_lora:
+            lora_layout = " with LoRA: this folder is a peft adapter on the base model in `base_model/`"
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        plots = write_plots(output_dir, trainer.state.log_history, metrics)
+        if training_args.do_eval:
+            with open(output_dir / "metrics.json", "w", encoding="utf-8") as handle:
+                json.dump(metrics, handle, indent=2, sort_keys=True)
+            with open(output_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps(record) + "\n")
+        argv = sys.argv[1:] if args is None else list(args)
+        write_model_card(output_dir, model_args, data_args, training_args, metrics, plots, lora_layout, argv)
+    trainer.accelerator.wait_for_everyone()
+    return {"metrics": metrics, "model": final_model, "trainer": trainer, "processor": processor}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
+    main()

@@ -1,0 +1,303 @@
+"""End to end runs of `examples/run_videoqa.py` on a few synthetic videos: what it writes, LoRA, resume, corrupt
+videos and `accelerate launch`. Every run is 1-3 optimizer steps, so these check wiring, not accuracy."""
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor, VideoDecodeError
+from modeling_mcg.data.synthetic import load_synthetic_videoqa
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "examples" / "run_videoqa.py"
+NUM_VIDEOS = "train=6,test=3"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("run_videoqa", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run_videoqa = _load_script()
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("synthetic")
+    load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 6, "test": 3})
+    return cache
+
+
+def base_args(cache, out, *extra):
+    return [
+        "--synthetic_cache_dir",
+        str(cache),
+        "--synthetic_num_videos",
+        NUM_VIDEOS,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "8",
+        "--logging_steps",
+        "1",
+        "--dataloader_num_workers",
+        "0",
+        "--max_eval_samples",
+        "8",
+        "--save_strategy",
+        "no",
+        "--use_cpu",
+        "True",
+        *extra,
+    ]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_open_ended_run_writes_a_loadable_hub_folder(synthetic_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_videoqa.main(base_args(synthetic_dir, out, "--learning_rate", "1e-2"))
+    for name in (
+        "metrics.json",
+        "predictions.jsonl",
+        "loss_curve.png",
+        "accuracy_per_type.png",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "processor_config.json",
+    ):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = read_jsonl(out / "predictions.jsonl")
+    assert metrics["test_samples"] == len(predictions) == 8
+    assert metrics["test_accuracy"] == pytest.approx(sum(p["correct"] for p in predictions) / len(predictions))
+    types = {p["answer_type"] for p in predictions}
+    assert {f"test_accuracy_{t}" for t in types} <= set(metrics)
+    assert set(predictions[0]) >= {"question_id", "question", "prediction", "answer", "answer_type", "correct"}
+    history = result["trainer"].state.log_history
+    assert [h["step"] for h in history if "loss_lm" in h] == [1, 2]  # the loss parts are logged
+    card = (out / "README.md").read_text()
+    assert "test_accuracy" in card and "--max_steps 2" in card and "pipeline_tag: video-question-answering" in card
+
+    # the folder reloads and reproduces a saved prediction
+    model = MCGForVideoQuestionAnswering.from_pretrained(out).eval()
+    processor = MCGProcessor.from_pretrained(out)
+    test = load_synthetic_videoqa("test", cache_dir=synthetic_dir, num_videos={"train": 6, "test": 3})
+    row = test[0]
+    assert row["question_id"] == predictions[0]["question_id"]
+    inputs = processor(videos=row["video"], text=row["question"])
+    ids = model.generate(**inputs, max_new_tokens=6)
+    assert processor.batch_decode(ids, skip_special_tokens=True)[0].strip() == predictions[0]["prediction"]
+
+
+def test_multiple_choice_run_reports_mc_accuracy(synthetic_dir, tmp_path):
+    out = tmp_path / "mc"
+    run_videoqa.main(base_args(synthetic_dir, out, "--eval_mode", "mc"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = read_jsonl(out / "predictions.jsonl")
+    assert 0.0 <= metrics["test_mc_accuracy"] <= 1.0
+    right = [p["choice_prediction"] == p["correct_choice"] for p in predictions]
+    assert metrics["test_mc_accuracy"] == pytest.approx(sum(right) / len(right))
+    assert all(p["prediction"] == p["choices"][p["choice_prediction"]] for p in predictions)
+
+
+def test_lora_trains_only_the_adapter_and_reloads(synthetic_dir, tmp_path):
+    from peft import PeftModel
+
+    out = tmp_path / "lora"
+    result = run_videoqa.main(base_args(synthetic_dir, out, "--use_lora", "True", "--learning_rate", "5e-2"))
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()
+    adapter = load_file(out / "adapter_model.safetensors")
+    assert adapter and all("lora_" in key for key in adapter)
+    assert all(("fusor" in key or "decoder" in key) and ("q_proj" in key or "v_proj" in key) for key in adapter)
+    assert any(value.abs().sum() > 0 for key, value in adapter.items() if "lora_B" in key)  # B starts at zero
+
+    trained = result["model"]
+    before = MCGForVideoQuestionAnswering.from_pretrained(out / "base_model").state_dict()
+    after = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v
+        for k, v in trained.state_dict().items()
+        if "lora_" not in k
+    }
+    assert set(after) == set(before)
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+
+    reloaded = PeftModel.from_pretrained(MCGForVideoQuestionAnswering.from_pretrained(out / "base_model"), out).eval()
+    trained.eval()
+    inputs = run_videoqa.VideoQACollator(result["processor"], "uniform")(
+        list(
+            load_synthetic_videoqa("test", cache_dir=synthetic_dir, num_videos={"train": 6, "test": 3}).select(
+                range(3)
+            )
+        )
+    )
+    inputs = {
+        k: inputs[k] for k in ("input_ids", "attention_mask", "pixel_values_videos", "video_frame_mask", "labels")
+    }
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, trained(**inputs).logits, rtol=0, atol=1e-6)
+
+
+def test_merge_lora_writes_a_plain_checkpoint(synthetic_dir, tmp_path):
+    out = tmp_path / "merged"
+    run_videoqa.main(
+        base_args(
+            synthetic_dir,
+            out,
+            "--use_lora",
+            "True",
+            "--merge_lora",
+            "True",
+            "--learning_rate",
+            "5e-2",
+            "--do_eval",
+            "False",
+        )
+    )
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    merged = load_file(out / "model.safetensors")
+    assert not any("lora_" in key for key in merged)
+    base = load_file(out / "base_model" / "model.safetensors")
+    changed = {key for key in base if not torch.equal(base[key], merged[key])}
+    assert changed, "merging a trained adapter must change the targeted weights"
+    assert all(("fusor" in k or "decoder" in k) and k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    MCGForVideoQuestionAnswering.from_pretrained(out)  # loads as a plain model
+
+
+def test_resume_from_checkpoint_continues_at_the_saved_step(synthetic_dir, tmp_path):
+    first = tmp_path / "first"
+    run_videoqa.main(
+        base_args(
+            synthetic_dir,
+            first,
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "1",
+            "--save_total_limit",
+            "3",
+            "--do_eval",
+            "False",
+        )
+    )
+    assert (first / "checkpoint-1").is_dir() and (first / "checkpoint-2").is_dir()
+    second = tmp_path / "second"
+    result = run_videoqa.main(
+        base_args(
+            synthetic_dir,
+            second,
+            "--max_steps",
+            "3",
+            "--do_eval",
+            "False",
+            "--resume_from_checkpoint",
+            str(first / "checkpoint-1"),
+        )
+    )
+    state = result["trainer"].state
+    assert state.global_step == 3
+    steps = [entry["step"] for entry in state.log_history if "loss" in entry]
+    assert steps[-2:] == [2, 3] and 1 not in steps[steps.index(2) :]
+
+
+def _corrupt_copy(synthetic_dir, tmp_path):
+    """A copy of the synthetic cache whose first train and first test video are garbage bytes."""
+    cache = tmp_path / "corrupt"
+    shutil.copytree(synthetic_dir, cache)
+    (root,) = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for split in ("train", "test"):
+        (root / "videos" / split / f"{split}-00000.mp4").write_bytes(b"this is not an mp4 file" * 50)
+    return cache
+
+
+def test_corrupt_videos_are_skipped_and_counted(synthetic_dir, tmp_path, caplog):
+    cache = _corrupt_copy(synthetic_dir, tmp_path)
+    train = load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 6, "test": 3}).select(range(8))
+    test = load_synthetic_videoqa("test", cache_dir=cache, num_videos={"train": 6, "test": 3}).select(range(8))
+    bad_train = sum(row["video"].endswith("train-00000.mp4") for row in train)
+    bad_test = [row["question_id"] for row in test if row["video"].endswith("test-00000.mp4")]
+    assert bad_train and bad_test
+    out = tmp_path / "skip"
+    with caplog.at_level(logging.WARNING, logger="run_videoqa"):
+        # 8 rows, batch 4, 2 steps: one pass over all training rows, so every corrupt one is met once
+        run_videoqa.main([*base_args(cache, out), "--max_train_samples", "8"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_skipped_videos"] == bad_train
+    assert metrics["test_skipped_videos"] == len(bad_test)
+    assert metrics["test_samples"] == 8 - len(bad_test)
+    assert not {p["question_id"] for p in read_jsonl(out / "predictions.jsonl")} & set(bad_test)
+    warnings = [r.getMessage() for r in caplog.records if "Skipped an undecodable video" in r.getMessage()]
+    assert len(warnings) == bad_train + len(bad_test) and "train-00000.mp4" in warnings[0]
+
+    with pytest.raises(VideoDecodeError, match="00000.mp4"):
+        run_videoqa.main([*base_args(cache, tmp_path / "raise"), "--on_corrupt_video", "raise"])
+
+
+def test_accelerate_launch_single_process(synthetic_dir, tmp_path):
+    accelerate = Path(sys.executable).with_name("accelerate")
+    out = tmp_path / "accel"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_EVALUATE_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HOME": str(tmp_path / "hf_home"),
+    }
+    proc = subprocess.run(
+        [
+            str(accelerate),
+            "launch",
+            "--num_processes",
+            "1",
+            "--cpu",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--num_machines",
+            "1",
+            str(SCRIPT),
+            *base_args(synthetic_dir, out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test_accuracy" in json.loads((out / "metrics.json").read_text())
+    assert (out / "model.safetensors").is_file()
+
+
+def test_config_overrides_edit_nested_fields_and_reject_unknown_ones():
+    config = run_videoqa.resolve_config(run_videoqa.ModelArguments(hub_config="mcg-tiny"))
+    edited = run_videoqa.apply_config_overrides(config, "initializer_range=0.1,vision_config.drop_path_rate=0.05")
+    assert edited.initializer_range == 0.1 and edited.vision_config.drop_path_rate == 0.05
+    with pytest.raises(ValueError, match="unknown config field"):
+        run_videoqa.apply_config_overrides(config, "vision_config.no_such_field=1")
+    with pytest.raises(ValueError, match="Unknown --hub_config"):
+        run_videoqa.resolve_config(run_videoqa.ModelArguments(hub_config="mcg-huge"))
