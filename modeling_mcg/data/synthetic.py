@@ -93,7 +93,12 @@ SIZE_RANGE = (14, 18)  # object size in px at a 64 px frame, scaled with `frame_
 MIN_FRAME_SIZE = 32
 _MAX_PLAN_TRIES = 10_000
 _LANE_TRIES = 20
-_X264_OPTIONS = {"crf": "18", "preset": "medium"}
+_X264_OPTIONS = {
+    "crf": "18",
+    "preset": "medium",
+    "threads": "1",
+    "x264-params": "sliced-threads=0:lookahead-threads=1",
+}
 
 
 def _default_cache_root() -> Path:
