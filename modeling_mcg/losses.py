@@ -86,31 +86,22 @@ def aggregate_words(
     num_words = int(word_ids.max().item()) + 1 if word_ids.numel() else 0
     num_words = max(num_words, 1)
     valid = word_ids >= 0
-    index = word_ids.clamp_min(0)
-    words = token_states.new_zeros(b, num_words, d).index_put_(
-        (torch.arange(b, device=word_ids.device)[:, None].expand_as(index)[valid], index[valid]),
-        token_states[valid],
-        accumulate=True,
-    )
-    weights = token_weights.new_zeros(b, num_words).index_put_(
-        (torch.arange(b, device=word_ids.device)[:, None].expand_as(index)[valid], index[valid]),
-        token_weights[valid],
-        accumulate=True,
-    )
+    rows = torch.arange(b, device=word_ids.device)[:, None].expand_as(word_ids)[valid]  # (p,): pieces that are words
+    cols = word_ids[valid]  # (p,)
+    words = token_states.new_zeros(b, num_words, d).index_put_((rows, cols), token_states[valid], accumulate=True)
+    weights = token_weights.new_zeros(b, num_words).index_put_((rows, cols), token_weights[valid], accumulate=True)
     word_mask = torch.zeros(b, num_words, dtype=torch.bool, device=word_ids.device)
-    word_mask[torch.arange(b, device=word_ids.device)[:, None].expand_as(index)[valid], index[valid]] = True
+    word_mask[rows, cols] = True
     return words, weights, word_mask
 
 
-def _read_and_contrast(queries, keys, query_mask, key_mask, query_weights, temperature, normalize_read):
+def _read_and_contrast(queries, keys, query_mask, key_mask, query_weights, temperature):
     """One direction of TCL: every query token reads the other modality by soft attention, then must pick its own
     read-out among the read-outs of the other query tokens of the same sample (symmetric cross-entropy)."""
     neg = torch.finfo(queries.dtype).min
     attn = queries @ keys.transpose(1, 2) / temperature  # (b, q, k)
     attn = attn.masked_fill(~key_mask[:, None, :], neg).softmax(dim=-1)
-    read = attn @ keys  # (b, q, e)
-    if normalize_read:
-        read = F.normalize(read, dim=-1)
+    read = F.normalize(attn @ keys, dim=-1)  # (b, q, e): the read-outs, re-normalised on both sides
     sim = queries @ read.transpose(1, 2) / temperature  # (b, q, q): query i vs read-out of query j
     pair_mask = query_mask[:, :, None] & query_mask[:, None, :]
     sim = _at_least_fp32(sim)
@@ -155,8 +146,8 @@ def token_contrastive_loss(
     if word_mask is None:
         word_mask = torch.ones(word_tokens.shape[:2], dtype=torch.bool, device=word_tokens.device)
     video_mask, word_mask = video_mask.bool(), word_mask.bool()
-    loss_words = _read_and_contrast(word_tokens, video_tokens, word_mask, video_mask, word_weights, temperature, True)
-    loss_video = _read_and_contrast(video_tokens, word_tokens, video_mask, word_mask, video_weights, temperature, True)
+    loss_words = _read_and_contrast(word_tokens, video_tokens, word_mask, video_mask, word_weights, temperature)
+    loss_video = _read_and_contrast(video_tokens, word_tokens, video_mask, word_mask, video_weights, temperature)
     return loss_words + loss_video
 
 
