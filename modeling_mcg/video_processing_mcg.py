@@ -119,6 +119,19 @@ def _random_resized_crop_box(
     return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
+def _decoded_metadata(info, indices) -> VideoMetadata:
+    """transformers' metadata for frames decoded by `video_io.decode_video` (`info` is its `VideoInfo`)."""
+    return VideoMetadata(
+        total_num_frames=info.num_frames,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        duration=info.duration,
+        video_backend="pyav",
+        frames_indices=np.asarray(indices).tolist(),
+    )
+
+
 def _grayscale(frames: torch.Tensor) -> torch.Tensor:
     weights = torch.tensor(_GRAY_WEIGHTS, dtype=frames.dtype, device=frames.device).view(1, 3, 1, 1)
     return (frames * weights).sum(dim=1, keepdim=True)  # (t, 1, h, w)
@@ -306,15 +319,7 @@ class MCGVideoProcessor(BaseVideoProcessor):
                 return chosen["indices"]
 
             frames, info, positions = decode_video(clip, sample_indices_fn)  # frames in the order of the indices
-            meta = VideoMetadata(
-                total_num_frames=info.num_frames,
-                fps=info.fps,
-                width=info.width,
-                height=info.height,
-                duration=info.duration,
-                video_backend="pyav",
-                frames_indices=np.asarray(positions).tolist(),
-            )
+            meta = _decoded_metadata(info, positions)
             return torch.from_numpy(frames), chosen["mask"], meta
 
         if isinstance(clip, list):  # frames: PIL images or (h, w, c) arrays; convert only the sampled ones
@@ -589,15 +594,7 @@ class MCGVideoProcessor(BaseVideoProcessor):
             return sample_indices_fn(metadata=VideoMetadata(total_num_frames=info.num_frames, fps=info.fps))
 
         frames, info, indices = decode_video(video_url_or_urls, indices_fn)
-        meta = VideoMetadata(
-            total_num_frames=info.num_frames,
-            fps=info.fps,
-            width=info.width,
-            height=info.height,
-            duration=info.duration,
-            video_backend="pyav",
-            frames_indices=np.asarray(indices).tolist(),
-        )
+        meta = _decoded_metadata(info, indices)
         return frames, meta
 
 
