@@ -1,14 +1,11 @@
 """save_for_hub writes a folder that loads with the package (no remote code) and without it (remote code)."""
 
 import json
-import os
-import subprocess
-import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
+from isolated import run_without_package
 from test_pipeline import QUESTION, tiny_model, tiny_processor
 from transformers import pipeline
 from video_factory import write_video
@@ -134,19 +131,7 @@ def test_remote_code_load_without_the_package(saved, clip, tmp_path):
     in_memory = pipeline(TASK, model=model, processor=processor)
     expected_answers = in_memory(clip, question=QUESTION, top_k=2, max_new_tokens=4)
     expected_choices = in_memory(clip, question=QUESTION, candidate_answers=CANDIDATES)
-    (tmp_path / "remote.py").write_text(REMOTE)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    # -S: no site processing, so the editable install's finder never runs; only site-packages is added back
-    code = (
-        f"import sys; sys.path.append({sysconfig.get_paths()['purelib']!r});"
-        f"sys.argv = ['remote.py', {str(folder)!r}, {clip!r}, {QUESTION!r}, {json.dumps(CANDIDATES)!r}];"
-        f"exec(open({str(tmp_path / 'remote.py')!r}).read())"
-    )
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_without_package(REMOTE, [folder, clip, QUESTION, json.dumps(CANDIDATES)], tmp_path)
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["names"] == [
         "MCGConfig",

@@ -2,12 +2,11 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from isolated import run_without_package
 from transformers import AutoTokenizer, BertTokenizerFast
 
 from modeling_mcg.processing_mcg import (
@@ -321,22 +320,13 @@ def test_saved_processor_loads_as_remote_code_without_the_package(tmp_path, toke
         "from transformers import AutoProcessor\n"
         "p = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
         "assert 'modeling_mcg' not in sys.modules, 'the package leaked in'\n"
+        "import importlib.util; assert importlib.util.find_spec('modeling_mcg') is None\n"
         "out = p(videos=np.full((6, 14, 18, 3), 90, np.uint8), text='what is he doing', answers='cooking')\n"
         "expected = torch.load(sys.argv[2])\n"
         "assert out.keys() == expected.keys() and all(torch.equal(out[k], expected[k]) for k in out)\n"
         "print(type(p).__module__)\n"
     )
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "saved"), str(tmp_path / "expected.pt")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_without_package(script, [tmp_path / "saved", tmp_path / "expected.pt"], tmp_path)
     assert result.stdout.strip().startswith("transformers_modules.")
 
 

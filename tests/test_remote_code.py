@@ -1,13 +1,10 @@
 """A saved folder loads with trust_remote_code=True in a process that cannot import the package."""
 
 import json
-import os
-import subprocess
-import sys
-import sysconfig
 import textwrap
 
 import torch
+from isolated import run_without_package
 from tiny_models import tiny_config, tiny_inputs
 
 from modeling_mcg import MCGForVideoQuestionAnswering
@@ -41,21 +38,7 @@ def test_saved_folder_loads_without_the_package(tmp_path):
     assert config["auto_map"]["AutoModelForSeq2SeqLM"] == "modeling_mcg.MCGForVideoQuestionAnswering"
     assert config["auto_map"]["AutoModel"] == "modeling_mcg.MCGModel"
     torch.save(inputs, tmp_path / "inputs.pt")
-    (tmp_path / "load.py").write_text(LOADER)
-
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_HOME"] = str(tmp_path / "hf_home")
-    env["HF_HUB_OFFLINE"] = "1"
-    # -S: no site processing, so the editable install's .pth finder never runs; only site-packages is added back
-    code = (
-        f"import sys; sys.path.append({sysconfig.get_paths()['purelib']!r});"
-        f"sys.argv = ['load.py', {str(folder)!r}, {str(tmp_path / 'inputs.pt')!r}, {str(tmp_path / 'out.pt')!r}];"
-        f"exec(open({str(tmp_path / 'load.py')!r}).read())"
-    )
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_without_package(LOADER, [folder, tmp_path / "inputs.pt", tmp_path / "out.pt"], tmp_path)
     names = json.loads(result.stdout.strip().splitlines()[-1])
     assert names == {"config": "MCGConfig", "model": "MCGForVideoQuestionAnswering", "base": "MCGModel"}
     out = torch.load(tmp_path / "out.pt")
