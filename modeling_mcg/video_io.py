@@ -37,7 +37,7 @@ __all__ = ["VideoDecodeError", "VideoInfo", "decode_video", "probe_video", "read
 logger = logging.getLogger(__name__)
 
 # Demuxers whose seek index and per-packet pts are reliable enough for keyframe seeking. Everything else is decoded
-# sequentially (data.md §3.3: AVI seeks land on neighbouring frames, MPEG-PS/ES lack pts, GIF frames are deltas).
+# sequentially (AVI seeks can land on neighbouring frames, MPEG-PS/ES packets lack pts, GIF frames are deltas).
 _SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 # Frame threading pays off only for large frames; below 720p on two cores it made decoding about 1.3x slower.
 _THREADING_MIN_HEIGHT = 720
