@@ -1,5 +1,5 @@
 """Warm-start MCG from unimodal Hugging Face checkpoints: a TimeSformer or ViT for the IVM, a BERT for the question
-encoder and the answer generator (issue #5, item 3, the HF parts; the official MCG `.pt` converter lives elsewhere).
+encoder and the answer generator.
 
 Each converter maps a transformers state dict onto MCG key names (as in [`MCGForVideoQuestionAnswering`]) and checks
 shapes against the target config first, so a wrong checkpoint fails with a message instead of a silent partial load.

@@ -1,6 +1,6 @@
 """Save an MCG model + processor as one self-contained Hub folder (weights, code, pipeline, model card) and push it.
 
-`Pipeline.save_pretrained` drops the processor and `model.save_pretrained` drops the pipeline (hf_api.md §5), so this
+`Pipeline.save_pretrained` drops the processor and `model.save_pretrained` drops the pipeline, so this
 module writes everything itself; `push_to_hub` uploads exactly the folder that `save_for_hub` wrote.
 """
 

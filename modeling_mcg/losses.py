@@ -133,7 +133,7 @@ def token_contrastive_loss(
 
     Returns L_TCL = L_tlc (words read the video) + L_tvc (video tokens read the words).
 
-    This is the *corrected* formulation of the official code (paper.md §6.2):
+    This is the *corrected* formulation of the official code (OpenMICG/mcg):
     - Q1: the text pass uses true token positions (the official pre-training pass put every token at position 0);
     - Q2: patch weights come from every frame of the *same* sample, averaged (the official code read rows belonging
       to other samples' frames);

@@ -1,6 +1,6 @@
 """MCG processor (video processor + BERT WordPiece tokenizer) and the tokenizer builders it relies on.
 
-Token conventions (reference/paper.md §2.2 and §2.5, from the official code):
+Token conventions (as in the official OpenMICG/mcg code and BLIP):
 
 * questions are encoded as `[ENC] question [SEP]` (the encoder's first token is `[ENC]`, not `[CLS]`); with
   subtitles/context (TVQA) `[ENC] question [SEP] subtitles [SEP]`, where only the subtitles are truncated;
