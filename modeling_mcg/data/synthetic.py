@@ -80,7 +80,8 @@ SPLITS = ("train", "validation", "test")
 DEFAULT_NUM_VIDEOS = {"train": 600, "validation": 100, "test": 100}
 ANNOTATIONS_FILE = "annotations.json"
 
-# Bump when the output for the same parameters changes: it is part of the cache key.
+# Bump when the generated content changes. It is part of the cache key and seeds the generator (a bump draws new
+# videos); encoder settings enter the key separately (`_X264_OPTIONS`).
 GENERATOR_VERSION = 2
 MAX_OBJECTS = len(COUNT_WORDS)
 # Timing, as fractions of the video: entries (and exits) of consecutive objects are at least MIN_GAP apart, more than
@@ -93,11 +94,14 @@ SIZE_RANGE = (14, 18)  # object size in px at a 64 px frame, scaled with `frame_
 MIN_FRAME_SIZE = 32
 _MAX_PLAN_TRIES = 10_000
 _LANE_TRIES = 20
+# Constant quantiser, one thread, no adaptive quantisation or macroblock tree: x264's CRF rate control (mbtree/AQ)
+# gave different bytes for the same frames depending on what the process had run before (e.g. a Trainer run);
+# with these settings the same seed gives the same files.
 _X264_OPTIONS = {
-    "crf": "18",
+    "qp": "18",
     "preset": "medium",
     "threads": "1",
-    "x264-params": "sliced-threads=0:lookahead-threads=1",
+    "x264-params": "sliced-threads=0:lookahead-threads=1:aq-mode=0:mbtree=0",
 }
 
 
@@ -138,6 +142,7 @@ def _generation_config(
         )
     return {
         "version": GENERATOR_VERSION,
+        "encoder": dict(_X264_OPTIONS),  # part of the cache key: other encoder settings give other files
         "num_videos": counts,
         "seed": int(seed),
         "fps": int(fps),
@@ -426,7 +431,7 @@ def render_synthetic_video(video: Mapping[str, Any]) -> np.ndarray:
 
 
 def _write_mp4(frames: np.ndarray, path: Path, fps: int) -> None:
-    """Encode RGB frames as H.264/yuv420p; one encoder thread keeps the bytes identical from run to run."""
+    """Encode RGB frames as H.264/yuv420p with `_X264_OPTIONS`, which keep the bytes identical from run to run."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps, options=_X264_OPTIONS)
