@@ -12,6 +12,7 @@ from functools import partial
 import datasets
 
 from .activitynet_qa import load_activitynet_qa
+from .captions import CAPTION_FEATURES, load_caption_dataset, synthetic_captions
 from .clevrer import load_clevrer
 from .msrvtt_qa import load_msrvtt_qa
 from .msvd_qa import load_msvd_qa
@@ -46,10 +47,12 @@ def load_videoqa_dataset(name: str, data_dir: str | None, split: str = "train", 
 
 
 __all__ = [
+    "CAPTION_FEATURES",
     "COLUMNS",
     "DATASET_NAMES",
     "VIDEOQA_FEATURES",
     "load_activitynet_qa",
+    "load_caption_dataset",
     "load_clevrer",
     "load_msrvtt_qa",
     "load_msvd_qa",
@@ -57,5 +60,6 @@ __all__ = [
     "load_nextqa_references",
     "load_tvqa",
     "load_synthetic_videoqa",
+    "synthetic_captions",
     "load_videoqa_dataset",
 ]
