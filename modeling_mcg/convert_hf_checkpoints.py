@@ -507,12 +507,15 @@ def mcg_config_from_unimodal(vision_config, text_config, **overrides):
     return MCGConfig(**kwargs)
 
 
-def from_unimodal_pretrained(config=None, vision=None, text=None, load_cross_attention=False):
-    """Build `MCGForVideoQuestionAnswering` warm-started from unimodal checkpoints → `(model, report)`.
+def from_unimodal_pretrained(config=None, vision=None, text=None, load_cross_attention=False, model_class=None):
+    """Build `MCGForVideoQuestionAnswering` (or `model_class`) warm-started from unimodal checkpoints →
+    `(model, report)`.
 
     With `config=None` it is derived from the checkpoints' configs ([`mcg_config_from_unimodal`]).
     """
     from .modeling_mcg import MCGForVideoQuestionAnswering
+
+    model_class = model_class or MCGForVideoQuestionAnswering
 
     if config is None:
         if vision is None or text is None or not all(isinstance(s, (str, os.PathLike)) for s in (vision, text)):
@@ -520,7 +523,7 @@ def from_unimodal_pretrained(config=None, vision=None, text=None, load_cross_att
         from transformers import AutoConfig
 
         config = mcg_config_from_unimodal(AutoConfig.from_pretrained(vision), AutoConfig.from_pretrained(text))
-    model = MCGForVideoQuestionAnswering(config)
+    model = model_class(config)
     report = load_unimodal_weights(model, vision=vision, text=text, load_cross_attention=load_cross_attention)
     model.eval()
     return model, report

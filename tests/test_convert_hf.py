@@ -219,6 +219,21 @@ def test_from_unimodal_pretrained_report_and_cli(tmp_path):
             str(tmp_path / "mcg.json"),
         ]
     )
+    # the same build as a classmethod of the model, as users look for it
+    from_class, class_report = MCGForVideoQuestionAnswering.from_unimodal_pretrained(
+        vision=str(tmp_path / "vision"), text=str(tmp_path / "text"), config=config, output_loading_info=True
+    )
+    assert class_report == report
+    for name, tensor in model.state_dict().items():
+        if name not in missing:
+            torch.testing.assert_close(from_class.state_dict()[name], tensor, msg=name)
+    assert isinstance(
+        MCGForVideoQuestionAnswering.from_unimodal_pretrained(
+            vision=str(tmp_path / "vision"), text=str(tmp_path / "text"), config=config
+        ),
+        MCGForVideoQuestionAnswering,
+    )
+
     saved = json.loads((out / "conversion_report.json").read_text())
     assert sorted(saved["missing"]) == sorted(report["missing"])
     reloaded = MCGForVideoQuestionAnswering.from_pretrained(out).eval()
