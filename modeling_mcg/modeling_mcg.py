@@ -1027,6 +1027,23 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head.out_proj = value
 
+    @classmethod
+    def from_unimodal_pretrained(
+        cls, vision=None, text=None, config=None, load_cross_attention=False, output_loading_info=False
+    ):
+        """Warm-start from a TimeSformer/ViT checkpoint (`vision`) and a BERT checkpoint (`text`): folders, Hub ids
+        or loaded transformers models; the MCG config is derived from theirs unless `config` is given.
+
+        The conversion rules are in `modeling_mcg.convert_hf_checkpoints`; with `output_loading_info=True` this
+        returns `(model, report)` (loaded / left at init / unused / resized keys), as `from_pretrained` does.
+        """
+        from .convert_hf_checkpoints import from_unimodal_pretrained
+
+        model, report = from_unimodal_pretrained(
+            config, vision=vision, text=text, load_cross_attention=load_cross_attention, model_class=cls
+        )
+        return (model, report) if output_loading_info else model
+
     def _answer_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         per_token = F.cross_entropy(
             logits.float().transpose(1, 2),  # (b, v, s_a)
@@ -1207,6 +1224,8 @@ class MCGForPreTraining(MCGPreTrainedModel):
     MLM re-reads the video through the cross-modal fusor (as the official code's fusion pass), so pre-training
     trains every encoder-side weight that [`MCGForVideoQuestionAnswering`] fine-tunes.
     """
+
+    accepts_loss_kwargs = False  # each loss part is a batch mean; Trainer must not rescale by num_items_in_batch
 
     def __init__(self, config: MCGConfig):
         super().__init__(config)
