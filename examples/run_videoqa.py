@@ -131,7 +131,18 @@ class DataArguments:
         default=None, metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 600/100/100)."}
     )
     num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the model config's)."})
-    train_sampling: str = field(default="rand", metadata={"help": "uniform, rand, headtail or fps."})
+    train_sampling: str | None = field(
+        default=None,
+        metadata={"help": "uniform, rand, headtail or fps (default: uniform for the synthetic set, else rand)."},
+    )
+    cache_clips: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Keep each training video's processed frames in memory after its first decode (needs uniform "
+            "sampling and no augmentation; about frames x 3 x size^2 x 4 bytes per video, kept by persistent "
+            "DataLoader workers). Default: on for the synthetic set, off otherwise."
+        },
+    )
     eval_sampling: str = field(default="uniform", metadata={"help": "uniform, rand, headtail or fps."})
     image_size: int | None = field(default=None, metadata={"help": "Frame side in px (default: the config's)."})
     do_augment: bool = field(
@@ -229,9 +240,15 @@ class VideoQACollator:
         do_augment=False,
         with_choices=False,
         with_meta=False,
+        cache_clips=False,
     ):
         if on_corrupt_video not in ("skip", "raise"):
             raise ValueError(f"on_corrupt_video must be 'skip' or 'raise', got {on_corrupt_video!r}.")
+        if cache_clips and (sampling != "uniform" or do_augment):
+            raise ValueError(
+                "cache_clips keeps one fixed clip per video, so it needs sampling='uniform' and no augmentation; "
+                f"got sampling={sampling!r}, do_augment={do_augment}."
+            )
         self.processor = processor
         self.sampling = sampling
         self.on_corrupt_video = on_corrupt_video
@@ -240,6 +257,9 @@ class VideoQACollator:
         self.with_choices = with_choices
         self.with_meta = with_meta
         self.num_skipped = 0  # per process: each DataLoader worker counts its own
+        # video path -> processed clip; per process, so it lives as long as its (persistent) DataLoader worker. A
+        # video asked by several questions is then decoded once per run instead of once per question and epoch.
+        self.clip_cache: dict[str, dict[str, torch.Tensor]] | None = {} if cache_clips else None
 
     def _decode(self, row) -> dict[str, torch.Tensor] | None:
         video_processor = self.processor.video_processor
@@ -249,6 +269,9 @@ class VideoQACollator:
                 "pixel_values_videos": torch.zeros(video_processor.num_frames, 3, *size),
                 "video_frame_mask": torch.ones(video_processor.num_frames, dtype=torch.long),
             }
+        cacheable = self.clip_cache is not None and isinstance(row["video"], str)
+        if cacheable and row["video"] in self.clip_cache:
+            return self.clip_cache[row["video"]]
         try:
             out = video_processor([row["video"]], sampling=self.sampling, do_augment=self.do_augment)
         except VideoDecodeError as error:
@@ -257,7 +280,10 @@ class VideoQACollator:
             self.num_skipped += 1
             logger.warning(f"Skipped an undecodable video ({self.num_skipped} so far in this worker): {error}")
             return None
-        return {"pixel_values_videos": out["pixel_values_videos"][0], "video_frame_mask": out["video_frame_mask"][0]}
+        clip = {"pixel_values_videos": out["pixel_values_videos"][0], "video_frame_mask": out["video_frame_mask"][0]}
+        if cacheable:
+            self.clip_cache[row["video"]] = clip
+        return clip
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         kept, clips = [], []
@@ -695,6 +721,13 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
+    synthetic = data_args.dataset == "synthetic"
+    if data_args.train_sampling is None:
+        data_args.train_sampling = "uniform" if synthetic else "rand"
+    if data_args.cache_clips is None:
+        data_args.cache_clips = synthetic and data_args.train_sampling == "uniform" and not data_args.do_augment
+    if data_args.cache_clips and training_args.dataloader_num_workers > 0:
+        training_args.dataloader_persistent_workers = True  # the cache lives in the workers
 
     train_ds = _limit(load_split(data_args, data_args.train_split), data_args.max_train_samples)
     eval_ds = _limit(load_split(data_args, data_args.eval_split), data_args.max_eval_samples)
@@ -714,7 +747,12 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         model.peft_config["default"].base_model_name_or_path = base_path
 
     train_collator = VideoQACollator(
-        processor, data_args.train_sampling, data_args.on_corrupt_video, data_args.blank_video, data_args.do_augment
+        processor,
+        data_args.train_sampling,
+        data_args.on_corrupt_video,
+        data_args.blank_video,
+        data_args.do_augment,
+        cache_clips=data_args.cache_clips,
     )
     trainer = VideoQATrainer(
         model=model,

@@ -301,3 +301,29 @@ def test_config_overrides_edit_nested_fields_and_reject_unknown_ones():
         run_videoqa.apply_config_overrides(config, "vision_config.no_such_field=1")
     with pytest.raises(ValueError, match="Unknown --hub_config"):
         run_videoqa.resolve_config(run_videoqa.ModelArguments(hub_config="mcg-huge"))
+
+
+def test_clip_cache_decodes_each_video_once(synthetic_dir, tmp_path):
+    cache = tmp_path / "cached"
+    shutil.copytree(synthetic_dir, cache)
+    rows = load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 6, "test": 3}).to_list()
+    video = rows[0]["video"]
+    same_video = [row for row in rows if row["video"] == video]
+    assert len(same_video) > 1  # several questions per video: the case the cache is for
+    processor = run_videoqa.MCGProcessor.from_vocabulary(
+        run_videoqa.vocabulary_words(load_synthetic_videoqa("train", cache_dir=cache)),
+        run_videoqa.MCGVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_center_crop=False),
+    )
+    cached = run_videoqa.VideoQACollator(processor, "uniform", cache_clips=True)
+    plain = run_videoqa.VideoQACollator(processor, "uniform")
+    first = cached(same_video[:1])["pixel_values_videos"]
+    torch.testing.assert_close(first, plain(same_video[:1])["pixel_values_videos"])  # caching changes nothing
+    Path(video).write_bytes(b"gone")  # the cached clip is served without touching the file again
+    torch.testing.assert_close(cached(same_video[1:2])["pixel_values_videos"], first)
+    assert plain(same_video[1:2])["num_skipped_videos"] == 1  # ... which an uncached collator can no longer read
+    assert list(cached.clip_cache) == [video]
+
+    with pytest.raises(ValueError, match="uniform"):
+        run_videoqa.VideoQACollator(processor, "rand", cache_clips=True)
+    with pytest.raises(ValueError, match="augmentation"):
+        run_videoqa.VideoQACollator(processor, "uniform", do_augment=True, cache_clips=True)
