@@ -38,7 +38,6 @@ from modeling_mcg.data.synthetic import (
 NUM_VIDEOS = {"train": 160, "validation": 12, "test": 80}
 TINY = {"train": 6, "validation": 2, "test": 2}
 # share of its box each shape fills: disc, full square, triangle, plus with arms a third of the side wide
-SHAPE_FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5, "cross": 5 / 9}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +58,20 @@ def annotations(dataset_dir) -> dict:
 def decode(path: Path) -> np.ndarray:
     with av.open(str(path)) as container:
         return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def shape_mask(shape: str, size: int) -> np.ndarray:
+    """The documented shapes, sampled at pixel centres: disc, full square, upward triangle (apex at the top centre,
+    base on the bottom row), plus-shaped cross with arms size/3 wide."""
+    centres = np.arange(size) + 0.5
+    ys, xs = np.meshgrid(centres, centres, indexing="ij")
+    half = size / 2
+    return {
+        "circle": (xs - half) ** 2 + (ys - half) ** 2 <= half**2,
+        "square": np.ones((size, size), dtype=bool),
+        "triangle": np.abs(xs - half) <= half * (ys + 0.5) / size,
+        "cross": (np.abs(xs - half) <= size / 6) | (np.abs(ys - half) <= size / 6),
+    }[shape]
 
 
 def expected_top_left(obj: dict, frame: int, frame_size: int) -> tuple[int, int]:
@@ -292,11 +305,12 @@ def test_videos_show_the_annotated_objects(dataset_dir, annotations):
                     full = obj["full_start_frame"] <= frame <= obj["full_end_frame"]
                     assert full == (area == obj["size"] ** 2)
                     if area >= obj["size"] ** 2 / 4:
-                        expected = SHAPE_FILL[obj["shape"]] * area
+                        # pixels of the shape inside the frame (a corner of a triangle can be nearly empty)
+                        expected = shape_mask(obj["shape"], obj["size"])[y0 - y : y1 - y, x0 - x : x1 - x].sum()
                         drawn = foreground[frame, y0:y1, x0:x1].sum() / expected
                         # chroma is stored at half resolution, so thin parts lose their exact colour at the edges
                         colored = mask[frame, y0:y1, x0:x1].sum() / expected
-                        assert drawn >= (0.7 if full else 0.4), (video["video_id"], obj, frame)
+                        assert drawn >= (0.7 if full else 0.6), (video["video_id"], obj, frame)
                         assert colored >= (0.4 if full else 0.05), (video["video_id"], obj, frame)
             # the shape, in every fully visible frame (no other object comes within 2 px of the box)
             for frame in range(obj["full_start_frame"], obj["full_end_frame"] + 1):

@@ -5,7 +5,8 @@ answer (what comes first, how many objects, where one goes), which single-frame 
 tiny (64x64, 8 fps, 6-20 s, H.264) so the default set is generated in seconds and cached.
 
 Each video holds 1-4 objects, each a distinct `"<color> <shape>"` (colors: red, green, blue, yellow; shapes: circle,
-square, triangle, cross) of 14-18 px on a dark background. An object slides in from one edge, crosses the frame in a
+square, triangle, cross) of 20-22 px on a dark background (about a third of the frame side, so that a model sampling
+frames at 32 px still sees each shape over a few 8 px patches). An object slides in from one edge, crosses the frame in a
 straight line and leaves through the opposite edge. Objects enter and leave one after another, with at least 15% of
 the video between consecutive entries (and between consecutive exits), each stays fully visible for at least 20%
 of the video, and no two objects ever overlap, so 8 frames sampled uniformly see every object and its order.
@@ -82,7 +83,7 @@ ANNOTATIONS_FILE = "annotations.json"
 
 # Bump when the generated content changes. It is part of the cache key and seeds the generator (a bump draws new
 # videos); encoder settings enter the key separately (`_X264_OPTIONS`).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 MAX_OBJECTS = len(COUNT_WORDS)
 # Timing, as fractions of the video: entries (and exits) of consecutive objects are at least MIN_GAP apart, more than
 # the 1/7 spacing of 8 uniformly sampled frames; each object is fully visible for at least MIN_FULL_VISIBLE and on
@@ -90,7 +91,7 @@ MAX_OBJECTS = len(COUNT_WORDS)
 MIN_GAP = 0.15
 MIN_FULL_VISIBLE = 0.2
 MAX_VISIBLE = 0.6
-SIZE_RANGE = (14, 18)  # object size in px at a 64 px frame, scaled with `frame_size`
+SIZE_RANGE = (20, 22)  # object size in px at a 64 px frame, scaled with `frame_size`
 MIN_FRAME_SIZE = 32
 _MAX_PLAN_TRIES = 10_000
 _LANE_TRIES = 20
