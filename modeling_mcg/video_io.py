@@ -26,13 +26,11 @@ import io
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 __all__ = ["VideoDecodeError", "VideoInfo", "decode_video", "probe_video", "read_frames"]
 
@@ -198,18 +196,6 @@ def _video_stream(container, source: _Source):
         if other.index != stream.index:
             other.discard = av.stream.Discard.all  # the demuxer may then skip audio/subtitle payloads
     return stream
-
-
-_local = threading.local()
-
-
-def _thread_reformatter() -> VideoReformatter:
-    """This thread's YUV→RGB converter. It keeps its swscale context while the frame format and size stay the same,
-    across frames and files; `frame.to_ndarray(format=...)` builds a new context on every call, which costs several
-    milliseconds with FFmpeg 8 (more than decoding a small frame). One per thread: a context is not thread-safe."""
-    if not hasattr(_local, "reformatter"):
-        _local.reformatter = VideoReformatter()
-    return _local.reformatter
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -455,7 +441,9 @@ class _Reader:
 
     def _to_rgb(self, frame: av.VideoFrame, out: np.ndarray) -> None:
         # a mid-stream resolution change is scaled back to the first size, so every clip has one array shape
-        rgb = _thread_reformatter().reformat(frame, format="rgb24", width=self.info.width, height=self.info.height)
+        # threads=1: swscale's default starts a pool of slice threads for every conversion, which cost 5-14 ms per
+        # frame (more than decoding a small one) and cannot cross a fork into DataLoader workers.
+        rgb = frame.reformat(format="rgb24", width=self.info.width, height=self.info.height, threads=1)
         out[...] = rgb.to_ndarray()
 
     def _read_sequential(self, wanted: np.ndarray, out: np.ndarray, to_end: bool):

@@ -418,3 +418,27 @@ def test_threads_only_for_large_frames(tmp_path):
         assert small.stream.codec_context.thread_count == 1
     finally:
         small.close()
+
+
+def _decode_in_child(path, queue):
+    frames, _, _ = decode_video(path, lambda info: np.arange(info.num_frames))
+    queue.put(frames.shape)
+
+
+def test_decoding_works_in_a_process_forked_after_the_parent_decoded(tmp_path):
+    """DataLoader workers are forked from a process that may have decoded already (e.g. a first evaluation batch);
+    a converter state inherited through the fork must not hang the child."""
+    import multiprocessing
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=6, width=48, height=32)
+    expected = decode_video(path, lambda info: np.arange(info.num_frames))[0].shape
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_decode_in_child, args=(path, queue))
+    child.start()
+    child.join(timeout=60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung, "decoding hung in a forked child"
+    assert child.exitcode == 0 and queue.get(timeout=5) == expected
