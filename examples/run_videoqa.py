@@ -718,7 +718,11 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     if model_args.merge_lora and not model_args.use_lora:
         raise ValueError("--merge_lora needs --use_lora.")
     if training_args.use_cpu and os.environ.get("OMP_NUM_THREADS") is None:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        # leave a core to each decoding worker: oversubscribed OpenMP threads spin at their barriers, which made the
+        # default loop on 2 cores 12x slower with 2 training threads next to a worker than with 1
+        # (benchmarks/bench_dataloader.py)
+        workers = training_args.dataloader_num_workers
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
     synthetic = data_args.dataset == "synthetic"
