@@ -178,7 +178,39 @@ class MCGAttention(nn.Module):
         self.out_proj = nn.Linear(hidden_size, hidden_size)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (b, h, l, dh)
+        """(b, l, d) → (b, h, l, dh); (b, l, g, d) → (b, g h, l, dh): a view, the middle dims folded into the heads."""
+        return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)
+
+    def _kernel(self, output_attentions: bool):
+        """Attention maps come from eager; otherwise the kernel named by `config._attn_implementation`."""
+        if output_attentions:
+            return eager_attention_forward
+        return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+
+    def self_attention(self, hidden_states, attention_mask=None, output_attentions=False, project=True):
+        """Self-attention along dim 1 of `hidden_states` (b, l, [g,] d), no cache.
+
+        With a middle dim g, each of its g positions is an independent sequence over l: they are folded into the
+        heads, so (b, t, n, d) attends over the t frames of every patch location through (b, n h, t, dh) views of the
+        projections, with no permute or copy. The mask must broadcast to (b, g h, l, l). `project=False` returns the
+        heads merged back to (b, l, [g,] d) before `out_proj`.
+        """
+        device_type = hidden_states.device.type
+        if torch.is_autocast_enabled(device_type):
+            # cast once for the three projections: autocast would cast (and keep for backward) one copy per projection
+            hidden_states = hidden_states.to(torch.get_autocast_dtype(device_type))
+        query, key, value = (self._heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        output, weights = self._kernel(output_attentions)(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+        )  # output (b, l, [g] h, dh)
+        output = output.reshape(hidden_states.shape[:-1] + (-1,))  # (b, l, [g,] h dh)
+        return (self.out_proj(output) if project else output), weights
 
     def forward(self, hidden_states, key_value_states=None, attention_mask=None, cache=None, output_attentions=False):
         b, q_len, _ = hidden_states.shape
@@ -200,12 +232,7 @@ class MCGAttention(nn.Module):
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross:
                     cache.is_updated[self.layer_idx] = True
-        attention = eager_attention_forward
-        if not output_attentions:
-            attention = ALL_ATTENTION_FUNCTIONS.get_interface(
-                self.config._attn_implementation, eager_attention_forward
-            )
-        output, weights = attention(
+        output, weights = self._kernel(output_attentions)(
             self,
             query,
             key,
@@ -230,18 +257,23 @@ class MCGMLP(nn.Module):
 
 
 class MCGDropPath(nn.Module):
-    """Stochastic depth: drop a residual branch for whole samples (leading dim) during training."""
+    """Stochastic depth: drop a residual branch for whole samples (leading dim) during training.
+
+    A branch may come in several tensors (the [CLS] and the patch part of a vision block): pass them together and the
+    same samples are dropped in each.
+    """
 
     def __init__(self, drop_prob: float):
         super().__init__()
         self.drop_prob = drop_prob
 
-    def forward(self, x):
+    def forward(self, *branch):
         if self.drop_prob == 0.0 or not self.training:
-            return x
+            return branch if len(branch) > 1 else branch[0]
         keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
+        mask = branch[0].new_empty(branch[0].shape[0]).bernoulli_(keep) / keep  # (b,)
+        dropped = tuple(x * mask.view((-1,) + (1,) * (x.ndim - 1)) for x in branch)
+        return dropped if len(dropped) > 1 else dropped[0]
 
 
 def _padding_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -255,6 +287,12 @@ def _masked_frame_mean(x: torch.Tensor, frame_mask: torch.Tensor | None) -> torc
         return x.mean(dim=1)
     weights = frame_mask.to(x.dtype).view(*frame_mask.shape, *([1] * (x.ndim - 2)))  # (b, t, 1, ...)
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def _join_tokens(cls: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+    """[CLS] (b, 1, d) and patches (b, t, n, d) → video tokens (b, 1 + t n, d): [CLS, frame 0 patches, frame 1, ...]."""
+    b, t, n, d = patches.shape
+    return torch.cat([cls, patches.reshape(b, t * n, d)], dim=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -302,23 +340,34 @@ class MCGVisionEmbeddings(nn.Module):
         )
         return resized.transpose(1, 2)  # (1, t, d)
 
-    def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+    def embed(self, pixel_values_videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b, t, c, H, W) → [CLS] (b, 1, d) and patches (b, t, n, d), kept apart (the encoder layers' layout)."""
         b, t = pixel_values_videos.shape[:2]
         frames = pixel_values_videos.flatten(0, 1).to(self.patch_embedding.weight.dtype)  # (b t, c, H, W)
         patches = self.patch_embedding(frames)  # (b t, d, gh, gw)
         grid_h, grid_w = patches.shape[-2:]
-        patches = patches.flatten(2).transpose(1, 2)  # (b t, n, d)
+        # (b t, n, d), made contiguous once here: otherwise the conv's channels-first strides would be inherited by
+        # every later elementwise result and each layer norm would copy its input
+        patches = patches.flatten(2).transpose(1, 2).contiguous()
         position = self._spatial_position_embedding(grid_h, grid_w)
         patches = patches + position[:, 1:]
         n, d = patches.shape[1:]
         patches = patches.view(b, t, n, d) + self._temporal_embedding(t)[:, :, None]  # (b, t, n, d)
         cls = (self.class_embedding + position[0, 0]).expand(b, 1, d)  # (b, 1, d)
-        return self.dropout(torch.cat([cls, patches.reshape(b, t * n, d)], dim=1))  # (b, 1 + t n, d)
+        return self.dropout(cls), self.dropout(patches)
+
+    def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        return _join_tokens(*self.embed(pixel_values_videos))  # (b, 1 + t n, d)
 
 
 class MCGVisionEncoderLayer(GradientCheckpointingLayer):
     """Divided space-time block: temporal attention (each patch location over frames) → spatial attention (each
-    frame, with the [CLS] replicated per frame and averaged back) → MLP; pre-norm, stochastic depth."""
+    frame, with the [CLS] replicated per frame and averaged back) → MLP; pre-norm, stochastic depth.
+
+    The [CLS] (b, 1, d) and the patches (b, t, n, d) travel as two tensors: every position-wise op (norms,
+    projections, MLP) then runs on contiguous tensors, the temporal attention reads (b, n h, t, dh) views of its
+    projections without any permute, and the two only meet in the spatial attention's input.
+    """
 
     def __init__(self, config, drop_path_rate: float):
         super().__init__()
@@ -338,31 +387,49 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(vc.hidden_dropout_prob)
         self.drop_path = MCGDropPath(drop_path_rate)
 
-    def forward(self, hidden_states, num_frames: int, frame_mask=None, output_attentions: bool = False):
-        b, length, d = hidden_states.shape
-        t = num_frames
-        n = (length - 1) // t
-        cls, patches = hidden_states[:, :1], hidden_states[:, 1:].view(b, t, n, d)  # (b, 1, d), (b, t, n, d)
+    def _temporal_output(self, x: torch.Tensor) -> torch.Tensor:
+        """temporal_fc(dropout(out_proj(x))) for the merged heads x (b, t, n, d).
+
+        Without dropout the two projections are one linear map. With more tokens N than channels d it is applied as
+        the single matrix temporal_fc · out_proj (d³ + N d² multiply-adds instead of 2 N d², and one activation less
+        kept for backward); the parameters stay the two layers.
+        """
+        out_proj, fc = self.temporal_attn.out_proj, self.temporal_fc
+        d = x.shape[-1]
+        if (self.training and self.dropout.p > 0) or x.numel() <= d * d:
+            return fc(self.dropout(out_proj(x)))
+        weight = fc.weight @ out_proj.weight  # (d, d)
+        bias = torch.addmv(fc.bias, fc.weight, out_proj.bias)  # (d,)
+        return F.linear(x, weight, bias)
+
+    def forward(self, patches, cls, frame_mask=None, output_attentions: bool = False):
+        """patches (b, t, n, d), cls (b, 1, d) → (patches, cls, spatial attention weights or None)."""
+        b, t, n, d = patches.shape
 
         if self.divided:
-            x = patches.transpose(1, 2).reshape(b * n, t, d)  # (b n, t, d): one sequence per patch location
-            temporal_mask = None
-            if frame_mask is not None:
-                temporal_mask = _padding_mask(frame_mask).expand(b, n, 1, t).reshape(b * n, 1, 1, t)
-            x, _ = self.temporal_attn(self.temporal_layer_norm(x), attention_mask=temporal_mask)
-            x = self.temporal_fc(self.dropout(x)).view(b, n, t, d).transpose(1, 2)  # (b, t, n, d)
-            patches = patches + self.drop_path(x)
+            # dim 1 of (b, t, n, d) is the sequence; the n patch locations are folded into the attention heads
+            temporal_mask = None if frame_mask is None else _padding_mask(frame_mask)  # (b, 1, 1, t)
+            x, _ = self.temporal_attn.self_attention(
+                self.temporal_layer_norm(patches), attention_mask=temporal_mask, project=False
+            )  # (b, t, n, d)
+            patches = patches + self.drop_path(self._temporal_output(x))  # (b, t, n, d)
 
-        x = torch.cat([cls[:, None].expand(b, t, 1, d), patches], dim=2)  # (b, t, 1 + n, d): [CLS] in every frame
-        x, weights = self.spatial_attn(
-            self.layer_norm1(x.reshape(b * t, 1 + n, d)), output_attentions=output_attentions
-        )
+        # one sequence per frame: [CLS; the frame's patches]; the [CLS] is normalised once and replicated
+        x = torch.cat(
+            [self.layer_norm1(cls)[:, None].expand(b, t, 1, d), self.layer_norm1(patches)], dim=2
+        )  # (b, t, 1 + n, d)
+        x, weights = self.spatial_attn.self_attention(
+            x.view(b * t, 1 + n, d), output_attentions=output_attentions
+        )  # (b t, 1 + n, d)
         x = self.dropout(x).view(b, t, 1 + n, d)
         cls_update = _masked_frame_mean(x[:, :, :1], frame_mask)  # (b, 1, d): per-frame [CLS] averaged back
-        residual = torch.cat([cls_update, x[:, :, 1:].reshape(b, t * n, d)], dim=1)  # (b, 1 + t n, d)
-        hidden_states = torch.cat([cls, patches.reshape(b, t * n, d)], dim=1) + self.drop_path(residual)
-        hidden_states = hidden_states + self.drop_path(self.dropout(self.mlp(self.layer_norm2(hidden_states))))
-        return hidden_states, weights
+        cls_update, patch_update = self.drop_path(cls_update, x[:, :, 1:])  # (b, 1, d), (b, t, n, d)
+        cls, patches = cls + cls_update, patches + patch_update
+
+        cls_update, patch_update = self.drop_path(
+            self.dropout(self.mlp(self.layer_norm2(cls))), self.dropout(self.mlp(self.layer_norm2(patches)))
+        )  # (b, 1, d), (b, t, n, d)
+        return patches + patch_update, cls + cls_update, weights
 
 
 class MCGVisionTransformer(nn.Module):
@@ -386,30 +453,29 @@ class MCGVisionTransformer(nn.Module):
         output_hidden_states: bool = False,
     ) -> MCGVisionOutput:
         b, t = pixel_values_videos.shape[:2]
-        hidden_states = self.embeddings(pixel_values_videos)
-        n = (hidden_states.shape[1] - 1) // t
+        cls, patches = self.embeddings.embed(pixel_values_videos)  # (b, 1, d), (b, t, n, d)
+        n = patches.shape[2]
         all_states, all_attentions, cls_attention = [], [], None
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
-                all_states.append(hidden_states)
+                all_states.append(_join_tokens(cls, patches))
             wants_weights = output_attentions or (output_cls_attention and i == len(self.layers) - 1)
-            hidden_states, weights = layer(
-                hidden_states, num_frames=t, frame_mask=video_frame_mask, output_attentions=wants_weights
-            )
+            patches, cls, weights = layer(
+                patches, cls, frame_mask=video_frame_mask, output_attentions=wants_weights
+            )  # (b, t, n, d), (b, 1, d)
             if output_attentions:
                 all_attentions.append(weights)
             if output_cls_attention and i == len(self.layers) - 1:
                 cls_attention = weights[:, :, 0, 1:].reshape(b, t, -1, n)  # (b, t, h, n)
-        hidden_states = self.post_layernorm(hidden_states)
+        cls, patches = self.post_layernorm(cls), self.post_layernorm(patches)
         if output_hidden_states:
-            all_states.append(hidden_states)
+            all_states.append(_join_tokens(cls, patches))
 
         if self.config.temporal_pooling == "mean":
-            cls, patches = hidden_states[:, :1], hidden_states[:, 1:].view(b, t, n, -1)
             tokens = torch.cat([cls, _masked_frame_mean(patches, video_frame_mask)], dim=1)  # (b, 1 + n, d)
             mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
         else:
-            tokens = hidden_states  # (b, 1 + t n, d)
+            tokens = _join_tokens(cls, patches)  # (b, 1 + t n, d)
             frame_mask = (
                 video_frame_mask.long()
                 if video_frame_mask is not None
@@ -751,7 +817,8 @@ def _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_siz
             raise ValueError(
                 f"video_frame_mask must have shape (batch, frames) = {(b, t)}, got {tuple(video_frame_mask.shape)}."
             )
-        if not bool(video_frame_mask.bool().any(dim=1).all()):
+        # a value check reads the mask on the host: eager only (a compiled graph would break here)
+        if not torch.compiler.is_compiling() and not bool(video_frame_mask.bool().any(dim=1).all()):
             raise ValueError("video_frame_mask marks every frame of some video as padding; each needs a real frame.")
 
 
@@ -767,7 +834,8 @@ def _check_text_inputs(input_ids, attention_mask, name="input_ids"):
             raise ValueError(
                 f"attention_mask {tuple(attention_mask.shape)} must match {name} {tuple(input_ids.shape)}."
             )
-        if not bool(attention_mask.bool().any(dim=1).all()):
+        # a host read of the mask: checked in eager mode, skipped while compiling (it would break the graph)
+        if not torch.compiler.is_compiling() and not bool(attention_mask.bool().any(dim=1).all()):
             raise ValueError(f"Some rows of {name} are empty (attention_mask all zero): every question needs text.")
 
 
