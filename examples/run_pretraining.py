@@ -45,6 +45,7 @@ from run_videoqa import (  # noqa: E402
     apply_config_overrides,
     match_config_to_tokenizer,
     resolve_config,
+    set_cpu_threads,
     vocabulary_words,
 )
 
@@ -455,8 +456,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
     if model_args.use_vtm and training_args.per_device_train_batch_size < 2:
         raise ValueError("--use_vtm draws in-batch negatives: use --per_device_train_batch_size >= 2.")
-    if training_args.use_cpu and os.environ.get("OMP_NUM_THREADS") is None:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    set_cpu_threads(training_args)
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
 

@@ -499,6 +499,15 @@ class VideoQATrainer(Trainer):
         super().log(logs, start_time)
 
 
+def set_cpu_threads(training_args: TrainingArguments) -> None:
+    """On CPU (unless OMP_NUM_THREADS says otherwise), train with the cores the DataLoader workers leave free:
+    oversubscribed OpenMP threads spin at their barriers, which made the default loop on 2 cores 12x slower with 2
+    training threads next to a decoding worker than with 1 (benchmarks/bench_dataloader.py)."""
+    if training_args.use_cpu and os.environ.get("OMP_NUM_THREADS") is None:
+        workers = training_args.dataloader_num_workers
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+
+
 def resolve_eval_mode(data_args: DataArguments, eval_ds: datasets.Dataset) -> str:
     mode = data_args.eval_mode
     if mode not in ("auto", "open", "mc", "both"):
@@ -717,12 +726,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         raise ValueError(f"Unknown --dataset {data_args.dataset!r}; choose synthetic or one of {DATASET_NAMES}.")
     if model_args.merge_lora and not model_args.use_lora:
         raise ValueError("--merge_lora needs --use_lora.")
-    if training_args.use_cpu and os.environ.get("OMP_NUM_THREADS") is None:
-        # leave a core to each decoding worker: oversubscribed OpenMP threads spin at their barriers, which made the
-        # default loop on 2 cores 12x slower with 2 training threads next to a worker than with 1
-        # (benchmarks/bench_dataloader.py)
-        workers = training_args.dataloader_num_workers
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+    set_cpu_threads(training_args)
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
     synthetic = data_args.dataset == "synthetic"

@@ -181,11 +181,21 @@ class MCGAttention(nn.Module):
         """(b, l, d) → (b, h, l, dh); (b, l, g, d) → (b, g h, l, dh): a view, the middle dims folded into the heads."""
         return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)
 
-    def _kernel(self, output_attentions: bool):
-        """Attention maps come from eager; otherwise the kernel named by `config._attn_implementation`."""
-        if output_attentions:
-            return eager_attention_forward
-        return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+    def _attend(self, query, key, value, attention_mask, output_attentions: bool):
+        """Run the attention kernel on (b, h, l, dh) heads → output (b, l, h, dh), weights. Attention maps come from
+        eager; otherwise the kernel named by `config._attn_implementation`."""
+        kernel = eager_attention_forward
+        if not output_attentions:
+            kernel = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        return kernel(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+        )
 
     def self_attention(self, hidden_states, attention_mask=None, output_attentions=False, project=True):
         """Self-attention along dim 1 of `hidden_states` (b, l, [g,] d), no cache.
@@ -200,15 +210,7 @@ class MCGAttention(nn.Module):
             # cast once for the three projections: autocast would cast (and keep for backward) one copy per projection
             hidden_states = hidden_states.to(torch.get_autocast_dtype(device_type))
         query, key, value = (self._heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
-        output, weights = self._kernel(output_attentions)(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.dropout if self.training else 0.0,
-        )  # output (b, l, [g] h, dh)
+        output, weights = self._attend(query, key, value, attention_mask, output_attentions)  # (b, l, [g] h, dh)
         output = output.reshape(hidden_states.shape[:-1] + (-1,))  # (b, l, [g,] h dh)
         return (self.out_proj(output) if project else output), weights
 
@@ -232,15 +234,7 @@ class MCGAttention(nn.Module):
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross:
                     cache.is_updated[self.layer_idx] = True
-        output, weights = self._kernel(output_attentions)(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.dropout if self.training else 0.0,
-        )
+        output, weights = self._attend(query, key, value, attention_mask, output_attentions)  # (b, q, h, dh)
         output = output.reshape(b, q_len, -1)  # (b, q, h * dh)
         return self.out_proj(output), weights
 
