@@ -46,6 +46,8 @@ from run_videoqa import (  # noqa: E402
     match_config_to_tokenizer,
     resolve_config,
     set_cpu_threads,
+    stack_clips,
+    video_processor_for,
     vocabulary_words,
 )
 
@@ -53,7 +55,6 @@ from modeling_mcg import (  # noqa: E402
     MCGConfig,
     MCGForPreTraining,
     MCGProcessor,
-    MCGVideoProcessor,
     add_mcg_special_tokens,
     build_wordpiece_tokenizer,
 )
@@ -242,12 +243,7 @@ class CaptionCollator(VideoQACollator):
         }
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        kept, clips = [], []
-        for row in rows:
-            clip = self._decode(row)
-            if clip is not None:
-                kept.append(row)
-                clips.append(clip)
+        kept, clips = self.decode_rows(rows)
         skipped = torch.tensor(len(rows) - len(kept))
         if len(kept) < self.min_pairs:
             if kept:
@@ -256,13 +252,7 @@ class CaptionCollator(VideoQACollator):
                     f"{self.min_pairs} per batch."
                 )
             return {"num_skipped_videos": skipped}
-        frames = max(c["pixel_values_videos"].shape[0] for c in clips)
-        pixels = torch.zeros(len(clips), frames, *clips[0]["pixel_values_videos"].shape[1:])
-        frame_mask = torch.zeros(len(clips), frames, dtype=torch.long)
-        for i, clip in enumerate(clips):  # clips differ in length only with sampling="fps"
-            t = clip["pixel_values_videos"].shape[0]
-            pixels[i, :t] = clip["pixel_values_videos"]
-            frame_mask[i, :t] = clip["video_frame_mask"]
+        pixels, frame_mask = stack_clips(clips)
         batch = self.encode_captions([row["caption"] for row in kept])
         batch.update(pixel_values_videos=pixels, video_frame_mask=frame_mask, num_skipped_videos=skipped)
         return batch
@@ -319,13 +309,7 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
                 words = list(dict.fromkeys([*words, *vocabulary_words(qa)]))
             tokenizer = build_wordpiece_tokenizer(words)
         match_config_to_tokenizer(start, tokenizer)
-        video_processor = MCGVideoProcessor(
-            num_frames=vision.num_frames,
-            size={"height": vision.image_size, "width": vision.image_size},
-            do_center_crop=False,
-            resample=2 if vision.image_size <= 64 else 3,  # bilinear for tiny frames; bicubic as in the paper
-        )
-        processor = MCGProcessor(video_processor=video_processor, tokenizer=tokenizer)
+        processor = MCGProcessor(video_processor=video_processor_for(vision), tokenizer=tokenizer)
         config = MCGConfig.from_dict({**start.to_dict(), **weights})  # re-validates
         model = MCGForPreTraining._from_config(config, **attn)
     max_positions = model.config.question_config.max_position_embeddings

@@ -223,6 +223,28 @@ def vocabulary_words(*splits: datasets.Dataset) -> list[str]:
     return list(words)
 
 
+def stack_clips(clips: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad clips to the longest → pixel_values_videos (b, t, 3, h, w) and video_frame_mask (b, t)."""
+    frames = max(c["pixel_values_videos"].shape[0] for c in clips)
+    pixels = torch.zeros(len(clips), frames, *clips[0]["pixel_values_videos"].shape[1:])
+    frame_mask = torch.zeros(len(clips), frames, dtype=torch.long)
+    for i, clip in enumerate(clips):  # clips differ in length only with sampling="fps"
+        t = clip["pixel_values_videos"].shape[0]
+        pixels[i, :t] = clip["pixel_values_videos"]
+        frame_mask[i, :t] = clip["video_frame_mask"]
+    return pixels, frame_mask
+
+
+def video_processor_for(vision) -> MCGVideoProcessor:
+    """The video processor of a from-scratch model: the vision config's frame count and square frame size."""
+    return MCGVideoProcessor(
+        num_frames=vision.num_frames,
+        size={"height": vision.image_size, "width": vision.image_size},
+        do_center_crop=False,
+        resample=2 if vision.image_size <= 64 else 3,  # bilinear for tiny frames; bicubic as in the paper
+    )
+
+
 class VideoQACollator:
     """Decodes a batch's videos (in the DataLoader worker) and tokenises it with the processor.
 
@@ -285,22 +307,21 @@ class VideoQACollator:
             self.clip_cache[row["video"]] = clip
         return clip
 
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def decode_rows(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, torch.Tensor]]]:
+        """The rows whose video decoded, and their clips (undecodable ones skipped or raised, as configured)."""
         kept, clips = [], []
         for row in rows:
             clip = self._decode(row)
             if clip is not None:
                 kept.append(row)
                 clips.append(clip)
+        return kept, clips
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        kept, clips = self.decode_rows(rows)
         if not kept:  # every video failed: an empty batch, which the trainer turns into a zero-loss step
             return {"num_skipped_videos": torch.tensor(len(rows)), **({"meta": []} if self.with_meta else {})}
-        frames = max(c["pixel_values_videos"].shape[0] for c in clips)
-        pixels = torch.zeros(len(clips), frames, *clips[0]["pixel_values_videos"].shape[1:])
-        frame_mask = torch.zeros(len(clips), frames, dtype=torch.long)
-        for i, clip in enumerate(clips):  # clips differ in length only with sampling="fps"
-            t = clip["pixel_values_videos"].shape[0]
-            pixels[i, :t] = clip["pixel_values_videos"]
-            frame_mask[i, :t] = clip["video_frame_mask"]
+        pixels, frame_mask = stack_clips(clips)
         has_subtitles = any(row["subtitles"] for row in kept)
         text = self.processor(
             text=[row["question"] for row in kept],
@@ -412,13 +433,7 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
 
         tokenizer = build_wordpiece_tokenizer(vocabulary_words(train_ds))
     match_config_to_tokenizer(config, tokenizer)
-    video_processor = MCGVideoProcessor(
-        num_frames=vision.num_frames,
-        size={"height": vision.image_size, "width": vision.image_size},
-        do_center_crop=False,
-        resample=2 if vision.image_size <= 64 else 3,  # bilinear for tiny frames; bicubic as in the paper
-    )
-    processor = MCGProcessor(video_processor=video_processor, tokenizer=tokenizer)
+    processor = MCGProcessor(video_processor=video_processor_for(vision), tokenizer=tokenizer)
     model = MCGForVideoQuestionAnswering._from_config(config, **attn)
     return model, processor
 
