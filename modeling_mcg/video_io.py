@@ -15,6 +15,9 @@ How sparse reads stay exact and cheap:
 3. Whenever that bookkeeping does not hold (a seek raises, lands after the target, or a pts is missing), and for
    containers without a reliable seek index (AVI, MPEG-PS/TS, raw elementary streams, GIF, ...), we decode
    sequentially from the start, which is the definition of the indices.
+4. A small file keeps the packets of step 1 in memory, and steps 2 and 3 decode those same packets: a seek is a
+   jump in the list, and the file is neither opened nor demuxed a second time (which costs 0.5-1 ms, 15% of a full
+   decode of a 176x144 clip). Larger files are opened again and seek in the container.
 
 This module is copied next to saved models as remote code: keep imports absolute for installed packages and
 single-dot for siblings.
@@ -22,7 +25,9 @@ single-dot for siblings.
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
 import logging
 import os
 import re
@@ -43,6 +48,11 @@ _SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 _THREADING_MIN_HEIGHT = 720
 # A seek flushes the decoder and restarts demuxing; skipping fewer frames than this is cheaper to decode through.
 _MIN_FRAMES_SKIPPED_PER_SEEK = 4
+# The index pass keeps the video packets for decoding while they total at most this much. Opening and demuxing
+# the file a second time costs 0.5-1 ms plus 1-2% of a full decode, which matters on clips that decode in a few
+# ms. 8 MiB covers every short clip in benchmarks/README.md (the largest has 1.6 MB of packets) and is less memory
+# than two of the 1080p RGB frames a read returns (6 MB each); files above it decode for seconds.
+_MAX_KEPT_PACKET_BYTES = 8 << 20
 # A matroska file whose packets stop this much earlier than its own declared video duration is truncated.
 _TRUNCATION_TOLERANCE_S = 1.0
 _TRUNCATION_TOLERANCE_FRACTION = 0.05
@@ -212,14 +222,24 @@ class _PacketIndex:
     sorted_pts: np.ndarray  # (num_packets,) int64, only meaningful when seekable
     keyframes: np.ndarray  # (k,) int64 frame indices of keyframes, sorted, only meaningful when seekable
     duration: float | None
+    # Every packet the demuxer yielded, in its order (flush and discarded ones too: decoding them must equal
+    # decoding a fresh demux), or None when they exceed _MAX_KEPT_PACKET_BYTES.
+    packets: list[av.Packet] | None
 
 
 def _scan_packets(container, stream, source: _Source) -> _PacketIndex:
     pts_list: list[int | None] = []
     key_list: list[bool] = []
     end = None
+    kept: list[av.Packet] | None = []
+    kept_bytes = 0
     try:
         for packet in container.demux(stream):
+            kept_bytes += packet.size
+            if kept is not None and kept_bytes <= _MAX_KEPT_PACKET_BYTES:
+                kept.append(packet)
+            else:
+                kept = None
             if packet.size == 0 or packet.is_discard:  # flush packets, AVI "repeat previous frame" entries
                 continue
             if packet.is_corrupt and container.format.name in _SEEKABLE_FORMATS:  # MP4/MKV: a short read
@@ -259,7 +279,7 @@ def _scan_packets(container, stream, source: _Source) -> _PacketIndex:
     else:
         sorted_pts = keyframes = np.zeros(0, dtype=np.int64)
     _check_not_truncated(container, stream, source, end_time)
-    return _PacketIndex(len(pts_list), seekable, sorted_pts, keyframes, duration)
+    return _PacketIndex(len(pts_list), seekable, sorted_pts, keyframes, duration, kept)
 
 
 def _check_not_truncated(container, stream, source: _Source, end_time: float | None) -> None:
@@ -350,6 +370,9 @@ class _Reader:
         try:
             self.stream = _video_stream(self.container, source)
             self.index = _scan_packets(self.container, self.stream, source)
+            # Kept packets are decoded by this container's decoder (a reopened container is configured anew).
+            _configure_threads(self.stream, self.stream.codec_context.height)
+            self._next_packet = 0  # where decoding the kept packets starts
             size = None
             if not (self.stream.codec_context.width and self.stream.codec_context.height):
                 size = self._first_frame_size()  # some raw streams only know their size after decoding
@@ -361,15 +384,33 @@ class _Reader:
     def close(self) -> None:
         self.container.close()
 
-    def _reopen(self, height: int | None = None) -> None:
-        """Start again from the beginning of the file (the index pass consumed the previous container)."""
-        self.container.close()
-        self.container = self.source.open()
-        self.stream = _video_stream(self.container, self.source)
-        _configure_threads(self.stream, self.info.height if height is None else height)
+    def _rewind(self, height: int | None = None) -> None:
+        """Make `_decode_all` start at the first frame again, with the decoder as it was before any decoding."""
+        if self.index.packets is None:  # the index pass consumed the container: open the file again
+            self.container.close()
+            self.container = self.source.open()
+            self.stream = _video_stream(self.container, self.source)
+            _configure_threads(self.stream, self.info.height if height is None else height)
+        else:
+            self.stream.codec_context.skip_frame = "DEFAULT"  # earlier reads may have left NONKEY or NONREF
+            self._jump_to(0)
+
+    def _jump_to(self, packet_number: int) -> None:
+        """Decode the kept packets from `packet_number` on; like a container seek, drop what the decoder holds."""
+        self.stream.codec_context.flush_buffers()
+        self._next_packet = packet_number
+
+    @functools.cached_property
+    def _keyframe_packet_numbers(self) -> dict[int, int]:
+        """pts -> position in the kept packets, for every keyframe (a seekable index has unique pts)."""
+        return {
+            packet.pts: number
+            for number, packet in enumerate(self.index.packets)
+            if packet.is_keyframe and packet.size and not packet.is_discard
+        }
 
     def _first_frame_size(self) -> tuple[int, int]:
-        self._reopen(height=0)
+        self._rewind(height=0)
         try:
             for frame in self._decode_all():
                 return frame.width, frame.height
@@ -378,21 +419,26 @@ class _Reader:
         raise self.source.error("its video stream decodes to no frames.")
 
     def _decode_all(self, keep_pts: set[int] | None = None) -> Iterator[av.VideoFrame]:
-        """Frames from the current demuxer position on; FFmpeg errors become `_DecodeFailure`.
+        """Frames from the current position (of the kept packets, else of the demuxer) on; FFmpeg errors become
+        `_DecodeFailure`.
 
         With `keep_pts`, every other packet is sent with skip_frame=NONREF: the decoder then drops frames that no
         other frame references (most B-frames), about a third of the work on typical H.264, and still decodes
         every frame that a kept one depends on. Frames in `keep_pts` are always decoded.
         """
         codec = self.stream.codec_context
-        skipping = False
+        if self.index.packets is None:
+            packets = self.container.demux(self.stream)
+        else:
+            packets = itertools.islice(self.index.packets, self._next_packet, None)
+        skipping = None  # the first packet sets the mode, whatever an earlier pass left in the decoder
         try:
-            for packet in self.container.demux(self.stream):
+            for packet in packets:
                 if keep_pts is not None:
                     skip = packet.size > 0 and packet.pts not in keep_pts
                     if skip != skipping:
                         codec.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
-                for frame in packet.decode():
+                for frame in codec.decode(packet):
                     self.stats["frames_decoded"] += 1
                     yield frame
         except av.error.FFmpegError as exc:
@@ -402,7 +448,7 @@ class _Reader:
         """The true frame count; decodes the whole file when the packets cannot be trusted to be frames."""
         if self.index.seekable:
             return self.index.num_packets
-        self._reopen()
+        self._rewind()
         count = 0
         try:
             for _ in self._decode_all():
@@ -448,7 +494,7 @@ class _Reader:
 
     def _read_sequential(self, wanted: np.ndarray, out: np.ndarray, to_end: bool):
         """Decode from the start, keeping the frames at `wanted`; with `to_end`, return the frame count."""
-        self._reopen()
+        self._rewind()
         slot, count = 0, 0
         try:
             for frame in self._decode_all():
@@ -478,10 +524,16 @@ class _Reader:
 
     def _seek_to(self, keyframe: int, keep_pts: set[int] | None = None) -> Iterator[av.VideoFrame]:
         self.stats["seeks"] += 1
-        try:
-            self.container.seek(int(self.index.sorted_pts[keyframe]), stream=self.stream, backward=True)
-        except av.error.FFmpegError as exc:
-            raise _IndexMismatch(f"seek failed: {exc}") from exc
+        pts = int(self.index.sorted_pts[keyframe])
+        if self.index.packets is None:
+            try:
+                self.container.seek(pts, stream=self.stream, backward=True)
+            except av.error.FFmpegError as exc:
+                raise _IndexMismatch(f"seek failed: {exc}") from exc
+        elif pts in self._keyframe_packet_numbers:
+            self._jump_to(self._keyframe_packet_numbers[pts])
+        else:
+            raise _IndexMismatch(f"no keyframe packet has pts {pts}")
         return self._decode_all(keep_pts)
 
     def _positions(self, frames: Iterator[av.VideoFrame], frame_of_pts: dict[int, int]):
@@ -497,11 +549,11 @@ class _Reader:
         Non-reference frames between targets are skipped, so decoded positions may have gaps; they must still
         increase, and each target must appear exactly, or we fall back to the sequential decode.
         """
-        self._reopen()
+        self._rewind()
         frame_of_pts = {int(p): i for i, p in enumerate(self.index.sorted_pts)}
         keep_pts = {int(p) for p in self.index.sorted_pts[wanted]}
         frames = None
-        next_position = 0  # what `frames` yields next; a fresh container starts at frame 0
+        next_position = 0  # what `frames` yields next; a rewound reader starts at frame 0
         for slot, target in enumerate(wanted.tolist()):
             keyframe = self._keyframe_before(target)
             if keyframe - next_position >= _MIN_FRAMES_SKIPPED_PER_SEEK:
@@ -533,7 +585,7 @@ class _Reader:
 
     def _read_keyframes(self, wanted: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Approximate mode: each target gets the keyframe at or before it, and only keyframes are decoded."""
-        self._reopen()
+        self._rewind()
         self.stream.codec_context.skip_frame = "NONKEY"
         frame_of_pts = {int(p): i for i, p in enumerate(self.index.sorted_pts)}
         keyframes = np.asarray([self._keyframe_before(int(t)) for t in wanted], dtype=np.int64)  # sorted
