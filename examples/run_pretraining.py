@@ -243,7 +243,8 @@ class CaptionCollator(VideoQACollator):
         }
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        kept, clips = self.decode_rows(rows)
+        kept, clips, video_index = self.decode_rows(rows)
+        clips = [clips[i] for i in video_index.tolist()]  # one clip per caption: pre-training pairs are per row
         skipped = torch.tensor(len(rows) - len(kept))
         if len(kept) < self.min_pairs:
             if kept:

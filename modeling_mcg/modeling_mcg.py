@@ -816,6 +816,40 @@ def _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_siz
             raise ValueError("video_frame_mask marks every frame of some video as padding; each needs a real frame.")
 
 
+def _check_video_index(video_index, batch_size, num_videos):
+    if video_index.ndim != 1 or video_index.shape[0] != batch_size or video_index.is_floating_point():
+        raise ValueError(
+            f"video_index must be an integer tensor of shape (batch,) = ({batch_size},), one video position per "
+            f"question; got {video_index.dtype} of shape {tuple(video_index.shape)}."
+        )
+    # a range check reads the indices on the host: eager only
+    if (
+        not torch.compiler.is_compiling()
+        and batch_size
+        and not (0 <= int(video_index.min()) <= int(video_index.max()) < num_videos)
+    ):
+        raise ValueError(
+            f"video_index values must lie in [0, {num_videos}) (pixel_values_videos holds {num_videos} videos), got "
+            f"{video_index.tolist()}."
+        )
+
+
+def _select_videos(video: MCGVisionOutput, video_index: torch.Tensor) -> MCGVisionOutput:
+    """Per-video IVM outputs (v, ...) → per-question outputs (b, ...): row i is video `video_index[i]`."""
+    attentions = video.attentions
+    if attentions is not None:
+        # (v t, h, 1 + n, 1 + n) → (v, t, ...) → (b, t, ...) → (b t, h, 1 + n, 1 + n)
+        num_videos = video.last_hidden_state.shape[0]
+        attentions = tuple(a.unflatten(0, (num_videos, -1))[video_index].flatten(0, 1) for a in attentions)
+    return MCGVisionOutput(
+        last_hidden_state=video.last_hidden_state[video_index],
+        attention_mask=video.attention_mask[video_index],
+        cls_attention=None if video.cls_attention is None else video.cls_attention[video_index],
+        hidden_states=None if video.hidden_states is None else tuple(h[video_index] for h in video.hidden_states),
+        attentions=attentions,
+    )
+
+
 def _check_text_inputs(input_ids, attention_mask, name="input_ids"):
     if input_ids is None:
         raise ValueError(f"{name} is required: tokenize the question with the processor.")
@@ -907,17 +941,27 @@ class MCGModel(MCGPreTrainedModel):
         attention_mask: torch.LongTensor | None = None,
         pixel_values_videos: torch.FloatTensor | None = None,
         video_frame_mask: torch.LongTensor | None = None,
+        video_index: torch.LongTensor | None = None,
         output_cls_attentions: bool = False,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> MCGModelOutput:
-        """Video (b, t, 3, H, W) + question (b, s) → fused evidence (b, s_f, d) and the unimodal outputs."""
+        """Video (b, t, 3, H, W) + question (b, s) → fused evidence (b, s_f, d) and the unimodal outputs.
+
+        With `video_index` (b,), `pixel_values_videos` holds each distinct video once (v, t, 3, H, W) and question i
+        reads video `video_index[i]`: several questions about one clip share one IVM pass. The `video_*` outputs are
+        then per question (b, ...), as without it.
+        """
         _check_text_inputs(input_ids, attention_mask)
         if pixel_values_videos is None:
             raise ValueError("pixel_values_videos is required: preprocess the video with the processor.")
-        _check_video_inputs(self.config, pixel_values_videos, video_frame_mask, batch_size=input_ids.shape[0])
+        if video_index is None:
+            _check_video_inputs(self.config, pixel_values_videos, video_frame_mask, batch_size=input_ids.shape[0])
+        else:
+            _check_video_inputs(self.config, pixel_values_videos, video_frame_mask)
+            _check_video_index(video_index, input_ids.shape[0], pixel_values_videos.shape[0])
         output_attentions = bool(output_attentions)
         output_hidden_states = bool(output_hidden_states)
         if attention_mask is None:
@@ -930,6 +974,8 @@ class MCGModel(MCGPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
+        if video_index is not None:
+            video = _select_videos(video, video_index)
         question, question_cls_attention, question_states, question_attentions = self.question_model(
             input_ids,
             attention_mask,
@@ -1122,6 +1168,7 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         attention_mask: torch.LongTensor | None = None,
         pixel_values_videos: torch.FloatTensor | None = None,
         video_frame_mask: torch.LongTensor | None = None,
+        video_index: torch.LongTensor | None = None,
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.LongTensor | None = None,
         encoder_outputs: MCGModelOutput | tuple | None = None,
@@ -1137,6 +1184,8 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         r"""
         input_ids (`(b, s)`): `[ENC] question [SEP] (subtitles [SEP])` from [`MCGProcessor`].
         pixel_values_videos (`(b, t, 3, H, W)`), video_frame_mask (`(b, t)`, 1 = real frame).
+        video_index (`(b,)`, *optional*): question i reads video `video_index[i]` of `pixel_values_videos`, which
+            then holds each distinct video once (`(v, t, 3, H, W)`): one IVM pass per video, not per question.
         labels (`(b, s_a)`): answer tokens + `[SEP]`, padding -100; decoder inputs are built by shifting them right.
         """
         cache = cache if cache is not None else past_key_values
@@ -1147,6 +1196,7 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
                 attention_mask=attention_mask,
                 pixel_values_videos=pixel_values_videos,
                 video_frame_mask=video_frame_mask,
+                video_index=video_index,
                 output_cls_attentions=needs_aux and self.config.tcl_loss_weight > 0,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
@@ -1197,6 +1247,8 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
                     labels,
                     self.config.pad_token_id,
                 )
+                if video_index is not None and video_frame_mask is not None:
+                    video_frame_mask = video_frame_mask[video_index]  # (b, t), like the per-question video outputs
                 loss_icl, loss_tcl, *_ = self.mcg.contrastive_losses(
                     encoder_outputs.video_last_hidden_state,
                     encoder_outputs.video_attention_mask,
@@ -1237,6 +1289,7 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         video_frame_mask: torch.LongTensor | None = None,
         choice_labels: torch.LongTensor | None = None,
         encoder_outputs: MCGModelOutput | None = None,
+        video_index: torch.LongTensor | None = None,
         **kwargs,
     ) -> torch.FloatTensor:
         """Rank candidate answers by their length-normalised log-likelihood under the answer generator.
@@ -1258,6 +1311,7 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
                 attention_mask=attention_mask,
                 pixel_values_videos=pixel_values_videos,
                 video_frame_mask=video_frame_mask,
+                video_index=video_index,
             )
         b, c, length = choice_labels.shape
         if encoder_outputs.last_hidden_state.shape[0] != b:

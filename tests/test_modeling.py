@@ -198,6 +198,57 @@ def test_score_choices_matches_per_candidate_forward():
             torch.testing.assert_close(scores[i, c], expected, atol=1e-5, rtol=1e-5)
 
 
+def _shared_video_inputs(config):
+    """Four questions about two videos: once with each video repeated per question, once with `video_index`."""
+    inputs = tiny_inputs(config, batch=4, pad_frames=True)
+    video_index = torch.tensor([1, 0, 1, 1])
+    videos = inputs["pixel_values_videos"][:2]
+    frame_mask = inputs["video_frame_mask"][[0, 3]]  # video 1 has padded frames
+    repeated = {**inputs, "pixel_values_videos": videos[video_index], "video_frame_mask": frame_mask[video_index]}
+    shared = {**inputs, "pixel_values_videos": videos, "video_frame_mask": frame_mask, "video_index": video_index}
+    return repeated, shared
+
+
+def test_video_index_shares_one_video_pass_between_questions():
+    model = _qa(tiny_config(icl_loss_weight=1.0, tcl_loss_weight=1.0))
+    repeated, shared = _shared_video_inputs(model.config)
+    expected, got = model(**repeated), model(**shared)
+    close = dict(atol=1e-4, rtol=1e-4)  # batches of 4 and 2 videos may take different matmul kernels
+    torch.testing.assert_close(got.logits, expected.logits, **close)
+    torch.testing.assert_close(got.loss_lm, expected.loss_lm, **close)
+    torch.testing.assert_close(got.loss_tcl, expected.loss_tcl, **close)
+    video = got.encoder_outputs.video_last_hidden_state
+    torch.testing.assert_close(video, expected.encoder_outputs.video_last_hidden_state, **close)
+    assert video.shape[0] == 4 and torch.equal(video[0], video[2])
+    # ICL: a question's duplicate video scores exactly like its own, so sharing one copy leaves the loss unchanged
+    torch.testing.assert_close(got.loss_icl, expected.loss_icl, **close)
+
+    for inputs in (repeated, shared):
+        inputs.pop("labels")
+    torch.testing.assert_close(
+        model.generate(**shared, num_beams=2, max_new_tokens=5),
+        model.generate(**repeated, num_beams=2, max_new_tokens=5),
+    )
+    choices = torch.full((4, 2, 2), SEP)
+    choices[:, :, 0] = torch.tensor([[10, 11], [12, 13], [14, 15], [16, 17]])
+    torch.testing.assert_close(
+        model.score_choices(**shared, choice_labels=choices),
+        model.score_choices(**repeated, choice_labels=choices),
+        **close,
+    )
+
+
+@pytest.mark.parametrize(
+    "video_index, message",
+    [(torch.tensor([0, 1, 2]), "shape \\(batch,\\) = \\(4,\\)"), (torch.tensor([0, 1, 2, 1]), "lie in \\[0, 2\\)")],
+)
+def test_bad_video_index_raises_value_error(video_index, message):
+    model = _qa(tiny_config())
+    _, shared = _shared_video_inputs(model.config)
+    with pytest.raises(ValueError, match=message):
+        model(**{**shared, "video_index": video_index})
+
+
 # ---------------------------------------------------------------------------------------------------- save / load
 
 
