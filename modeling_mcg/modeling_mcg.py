@@ -354,13 +354,39 @@ class MCGVisionEmbeddings(nn.Module):
         return _join_tokens(*self.embed(pixel_values_videos))  # (b, 1 + t n, d)
 
 
-class MCGVisionEncoderLayer(GradientCheckpointingLayer):
+class _SubBlockCheckpointingLayer(GradientCheckpointingLayer):
+    """A `GradientCheckpointingLayer` that checkpoints parts of its forward instead of the whole call.
+
+    `activation_checkpointing_enable()` (or `gradient_checkpointing_enable()`) still switches it like any other layer:
+    it sets the flag and the checkpoint function, and counts the layer for `every_n_layers`. But recomputing a whole
+    layer in backward holds all of its activations at once; a subclass passes each part through `_checkpoint`, so only
+    one part's activations are live during its recompute.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        # skip GradientCheckpointingLayer's hook: it wraps `forward` in one more checkpoint, and a recomputed whole
+        # layer would recompute its checkpointed parts a second time
+        super(GradientCheckpointingLayer, cls).__init_subclass__(**kwargs)
+
+    def _checkpoint(self, part, *args):
+        """part(*args), through the checkpoint function that transformers installed (so `use_reentrant`, offloading
+        etc. apply) when checkpointing is on, in training, with grad enabled: as GradientCheckpointingLayer does.
+        Tensors that need gradients must come in `args` (positional, for `use_reentrant=True`)."""
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(part, *args)
+        return part(*args)
+
+
+class MCGVisionEncoderLayer(_SubBlockCheckpointingLayer):
     """Divided space-time block: temporal attention (each patch location over frames) → spatial attention (each
     frame, with the [CLS] replicated per frame and averaged back) → MLP; pre-norm, stochastic depth.
 
     The [CLS] (b, 1, d) and the patches (b, t, n, d) travel as two tensors: every position-wise op (norms,
     projections, MLP) then runs on contiguous tensors, the temporal attention reads (b, n h, t, dh) views of its
     projections without any permute, and the two only meet in the spatial attention's input.
+
+    Gradient checkpointing recomputes the three sub-blocks one at a time, not the whole block: the backward then
+    holds one sub-block's activations instead of the block's, for the cost of keeping each sub-block's input.
     """
 
     def __init__(self, config, drop_path_rate: float):
@@ -396,19 +422,20 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
         bias = torch.addmv(fc.bias, fc.weight, out_proj.bias)  # (d,)
         return F.linear(x, weight, bias)
 
-    def forward(self, patches, cls, frame_mask=None, output_attentions: bool = False):
-        """patches (b, t, n, d), cls (b, 1, d) → (patches, cls, spatial attention weights or None)."""
+    def _temporal_block(self, patches, frame_mask):
+        """Temporal attention sub-block: patches (b, t, n, d) → (b, t, n, d); the [CLS] does not take part."""
+        # dim 1 of (b, t, n, d) is the sequence; the n patch locations are folded into the attention heads
+        temporal_mask = None if frame_mask is None else _padding_mask(frame_mask)  # (b, 1, 1, t)
+        x, _ = self.temporal_attn.self_attention(
+            self.temporal_layer_norm(patches), attention_mask=temporal_mask, project=False
+        )  # (b, t, n, d)
+        return patches + self.drop_path(self._temporal_output(x))  # (b, t, n, d)
+
+    def _spatial_block(self, patches, cls, frame_mask, output_attentions: bool):
+        """Spatial attention sub-block → (patches, cls, attention weights or None). Each frame is one sequence
+        [CLS; its patches]; the per-frame [CLS] outputs are averaged over the real frames."""
         b, t, n, d = patches.shape
-
-        if self.divided:
-            # dim 1 of (b, t, n, d) is the sequence; the n patch locations are folded into the attention heads
-            temporal_mask = None if frame_mask is None else _padding_mask(frame_mask)  # (b, 1, 1, t)
-            x, _ = self.temporal_attn.self_attention(
-                self.temporal_layer_norm(patches), attention_mask=temporal_mask, project=False
-            )  # (b, t, n, d)
-            patches = patches + self.drop_path(self._temporal_output(x))  # (b, t, n, d)
-
-        # one sequence per frame: [CLS; the frame's patches]; the [CLS] is normalised once and replicated
+        # the [CLS] is normalised once and replicated per frame
         x = torch.cat(
             [self.layer_norm1(cls)[:, None].expand(b, t, 1, d), self.layer_norm1(patches)], dim=2
         )  # (b, t, 1 + n, d)
@@ -416,14 +443,24 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
             x.view(b * t, 1 + n, d), output_attentions=output_attentions
         )  # (b t, 1 + n, d)
         x = self.dropout(x).view(b, t, 1 + n, d)
-        cls_update = _masked_frame_mean(x[:, :, :1], frame_mask)  # (b, 1, d): per-frame [CLS] averaged back
+        cls_update = _masked_frame_mean(x[:, :, :1], frame_mask)  # (b, 1, d)
         cls_update, patch_update = self.drop_path(cls_update, x[:, :, 1:])  # (b, 1, d), (b, t, n, d)
-        cls, patches = cls + cls_update, patches + patch_update
+        return patches + patch_update, cls + cls_update, weights
 
+    def _mlp_block(self, patches, cls):
+        """MLP sub-block → (patches, cls); one stochastic-depth draw for both."""
         cls_update, patch_update = self.drop_path(
             self.dropout(self.mlp(self.layer_norm2(cls))), self.dropout(self.mlp(self.layer_norm2(patches)))
         )  # (b, 1, d), (b, t, n, d)
-        return patches + patch_update, cls + cls_update, weights
+        return patches + patch_update, cls + cls_update
+
+    def forward(self, patches, cls, frame_mask=None, output_attentions: bool = False):
+        """patches (b, t, n, d), cls (b, 1, d) → (patches, cls, spatial attention weights or None)."""
+        if self.divided:
+            patches = self._checkpoint(self._temporal_block, patches, frame_mask)
+        patches, cls, weights = self._checkpoint(self._spatial_block, patches, cls, frame_mask, output_attentions)
+        patches, cls = self._checkpoint(self._mlp_block, patches, cls)
+        return patches, cls, weights
 
 
 class MCGVisionTransformer(nn.Module):
@@ -636,12 +673,9 @@ class MCGCrossModalFusor(nn.Module):
         for layer in self.layers:
             if output_hidden_states:
                 all_states.append(hidden_states)
+            # tensors positionally: a reentrant checkpoint only treats positional tensors as the layer's inputs
             hidden_states, self_weights, cross_weights = layer(
-                hidden_states,
-                attention_mask=self_mask,
-                encoder_hidden_states=video_states,
-                encoder_attention_mask=cross_mask,
-                output_attentions=output_attentions,
+                hidden_states, self_mask, video_states, cross_mask, None, output_attentions
             )
             self_attentions.append(self_weights)
             cross_attentions.append(cross_weights)
@@ -696,13 +730,9 @@ class MCGAnswerDecoder(nn.Module):
         for layer in self.layers:
             if output_hidden_states:
                 all_states.append(hidden_states)
+            # tensors positionally: a reentrant checkpoint only treats positional tensors as the layer's inputs
             hidden_states, self_weights, cross_weights = layer(
-                hidden_states,
-                attention_mask=self_mask,
-                encoder_hidden_states=encoder_hidden_states,
-                encoder_attention_mask=cross_mask,
-                cache=cache,
-                output_attentions=output_attentions,
+                hidden_states, self_mask, encoder_hidden_states, cross_mask, cache, output_attentions
             )
             self_attentions.append(self_weights)
             cross_attentions.append(cross_weights)
