@@ -149,7 +149,7 @@ class DataArguments:
         default=None, metadata={"help": "Cache folder of the synthetic set (default $MCG_CACHE or ~/.cache)."}
     )
     synthetic_num_videos: str | None = field(
-        default=None, metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 600/100/100)."}
+        default=None, metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 2400/100/100)."}
     )
     num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the model config's)."})
     train_sampling: str = field(default="rand", metadata={"help": "uniform, rand, headtail (official) or fps."})

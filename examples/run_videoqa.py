@@ -55,7 +55,7 @@ TRAINING_DEFAULTS = dict(
     output_dir="outputs/demo",
     do_train=True,
     do_eval=True,
-    num_train_epochs=40,
+    num_train_epochs=20,
     learning_rate=7e-4,
     weight_decay=0.01,
     warmup_steps=0.05,
@@ -129,7 +129,7 @@ class DataArguments:
         default=None, metadata={"help": "Cache folder of the synthetic set (default $MCG_CACHE or ~/.cache)."}
     )
     synthetic_num_videos: str | None = field(
-        default=None, metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 600/100/100)."}
+        default=None, metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 2400/100/100)."}
     )
     num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the model config's)."})
     train_sampling: str = field(

@@ -2,7 +2,8 @@
 
 Why it exists: the main training job must run offline on any machine, and its data must need the whole video to
 answer (what comes first, how many objects, where one goes), which single-frame toy sets do not. The videos are
-tiny (64x64, 8 fps, 6-20 s, H.264) so the default set is generated in seconds and cached.
+tiny (64x64, 8 fps, 6-20 s, H.264) so the default set (2400 training videos) is generated in about a minute and
+cached.
 
 Each video holds 1-4 objects, each a distinct `"<color> <shape>"` (colors: red, green, blue, yellow; shapes: circle,
 square, triangle, cross) of 20-22 px on a dark background (about a third of the frame side, so that a model sampling
@@ -78,7 +79,7 @@ ANSWER_VOCABULARY: dict[str, tuple[str, ...]] = {
     "order": ("yes", "no"),
 }
 SPLITS = ("train", "validation", "test")
-DEFAULT_NUM_VIDEOS = {"train": 600, "validation": 100, "test": 100}
+DEFAULT_NUM_VIDEOS = {"train": 2400, "validation": 100, "test": 100}
 ANNOTATIONS_FILE = "annotations.json"
 
 # Bump when the generated content changes. It is part of the cache key and seeds the generator (a bump draws new
@@ -463,7 +464,7 @@ def generate_synthetic_videoqa(
 
     Args:
         cache_dir: root folder of the cache.
-        num_videos: videos per split, e.g. `{"train": 600, "validation": 100, "test": 100}` (the default); splits
+        num_videos: videos per split, e.g. `{"train": 2400, "validation": 100, "test": 100}` (the default); splits
             left out get none.
         seed: the same seed and parameters give byte-identical annotations and identical decoded frames.
         fps, frame_size, duration_range: frame rate, square frame side in px, and video length range in seconds.
