@@ -572,8 +572,9 @@ class VideoQATrainer(Trainer):
 def set_cpu_threads(training_args: TrainingArguments) -> None:
     """On CPU (unless OMP_NUM_THREADS says otherwise), train with the cores the DataLoader workers leave free:
     oversubscribed OpenMP threads spin at their barriers, which made the default loop on 2 cores 12x slower with 2
-    training threads next to a decoding worker than with 1 (benchmarks/bench_dataloader.py)."""
-    if training_args.use_cpu and os.environ.get("OMP_NUM_THREADS") is None:
+    training threads next to a decoding worker than with 1 (benchmarks/bench_dataloader.py --threads 2,1). An empty
+    OMP_NUM_THREADS counts as unset, as OpenMP itself ignores it."""
+    if training_args.use_cpu and not os.environ.get("OMP_NUM_THREADS"):
         workers = training_args.dataloader_num_workers
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
 

@@ -360,3 +360,21 @@ def test_grouped_batches_decode_and_send_each_video_once(synthetic_dir):
     for i, row in enumerate(batch_rows):  # each row still reads its own video's frames
         own = collator([row])["pixel_values_videos"][0]
         torch.testing.assert_close(batch["pixel_values_videos"][batch["video_index"][i]], own)
+
+
+@pytest.mark.parametrize("omp", [None, "", "3"])
+def test_cpu_threads_leave_the_dataloader_workers_their_cores(monkeypatch, omp):
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    args = run_videoqa.TrainingArguments(output_dir="unused", use_cpu=True, dataloader_num_workers=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        run_videoqa.set_cpu_threads(args)
+        # unset or empty: 4 cores - 1 worker; an explicit OMP_NUM_THREADS is the user's choice and stays
+        assert torch.get_num_threads() == (1 if omp == "3" else 3)
+    finally:
+        torch.set_num_threads(before)
