@@ -487,24 +487,31 @@ class VideoGroupedSampler(torch.utils.data.Sampler):
     """Training order that keeps each video's questions together: videos shuffled, then their questions shuffled.
 
     A batch then asks about a few videos several times each, and the collator decodes and the model encodes each of
-    them once per batch instead of once per question. Shuffles with torch's global RNG, as Trainer's default
-    `RandomSampler` does, so seeding and resuming from a checkpoint behave the same.
+    them once per batch instead of once per question. The order depends only on `seed` and the epoch, which
+    `Trainer` (through accelerate) sets with `set_epoch` as for `DistributedSampler`: every process draws the same
+    order before accelerate shards its batches, and a run resumed from a checkpoint replays the same order.
     """
 
-    def __init__(self, videos: Sequence[str]):
+    def __init__(self, videos: Sequence[str], seed: int = 0):
         groups: dict[str, list[int]] = {}
         for index, video in enumerate(videos):
             groups.setdefault(video, []).append(index)
         self.groups = [torch.tensor(rows) for rows in groups.values()]
         self.num_rows = len(videos)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.num_rows
 
     def __iter__(self) -> Iterator[int]:
-        for group in torch.randperm(len(self.groups)).tolist():
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        for group in torch.randperm(len(self.groups), generator=generator).tolist():
             rows = self.groups[group]
-            yield from rows[torch.randperm(len(rows))].tolist()
+            yield from rows[torch.randperm(len(rows), generator=generator)].tolist()
 
 
 class VideoQATrainer(Trainer):
@@ -527,7 +534,7 @@ class VideoQATrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if self.group_by_video:
-            return VideoGroupedSampler(dataset["video"])
+            return VideoGroupedSampler(dataset["video"], seed=self.args.data_seed or self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
