@@ -4,7 +4,7 @@ the DataLoader (decode + preprocess + tokenise) against the training step.
 The loader is exactly the default run's: `VideoQACollator` + `MCGProcessor` from `examples/run_videoqa.py`
 (imported, not copied), built from the script's own defaults (`parse_args([])`: mcg-tiny, 8 frames at 32 px, `rand`
 sampling, no clip cache, batch 32, 1 worker), in the default run's training order: `VideoGroupedSampler` when
-`group_by_video` resolves to on (unset means on for the synthetic set, as in `main()`), else `Trainer`'s shuffle.
+`group_by_video` is on (its default on the synthetic set), else `Trainer`'s shuffle.
 The collator decodes each distinct video of a batch once and the model encodes it once (`video_index`), so a batch
 of 32 questions costs as many decodes as it has distinct videos (about 5-6 on the synthetic set). Rates are given
 both ways: questions/s (training throughput, what the train step is compared on) and videos decoded/s (decoder
@@ -192,8 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     env = environment(device)
     batch_size = training_args.per_device_train_batch_size
     default_workers = training_args.dataloader_num_workers
-    # main()'s rule: an unset group_by_video is on for the synthetic set, off otherwise
-    grouped = data_args.group_by_video if data_args.group_by_video is not None else data_args.dataset == "synthetic"
+    grouped = data_args.group_by_video  # resolved by DataArguments: on for the synthetic set, off otherwise
     sampling = data_args.train_sampling
     t0 = time.perf_counter()
     train_ds = run_videoqa.load_split(data_args, data_args.train_split)

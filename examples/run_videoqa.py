@@ -175,6 +175,10 @@ class DataArguments:
     num_beams: int = field(default=1, metadata={"help": "Beams for open-ended generation."})
     max_new_tokens: int = field(default=6, metadata={"help": "Answer length limit for generation."})
 
+    def __post_init__(self):
+        if self.group_by_video is None:  # the dataset-dependent default, resolved once for main() and benchmarks
+            self.group_by_video = self.dataset == "synthetic"
+
 
 def parse_args(args: list[str] | None):
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
@@ -810,9 +814,6 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     set_cpu_threads(training_args)
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
-    synthetic = data_args.dataset == "synthetic"
-    if data_args.group_by_video is None:
-        data_args.group_by_video = synthetic
     if data_args.cache_clips and training_args.dataloader_num_workers > 0:
         training_args.dataloader_persistent_workers = True  # the cache lives in the workers
 

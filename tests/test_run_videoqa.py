@@ -346,6 +346,10 @@ def test_grouped_batches_decode_and_send_each_video_once(synthetic_dir):
     sampler.set_epoch(1)
     second = list(sampler)
     assert sorted(second) == sorted(first) and second != first  # reshuffled every epoch
+    # on by default for the synthetic set only (a real dataset's video may have dozens of questions)
+    assert run_videoqa.parse_args([])[1].group_by_video is True
+    assert run_videoqa.parse_args(["--dataset", "msrvtt-qa"])[1].group_by_video is False
+    assert run_videoqa.parse_args(["--group_by_video", "False"])[1].group_by_video is False
     runs = [videos[i] for j, i in enumerate(first) if j == 0 or videos[i] != videos[first[j - 1]]]
     assert len(runs) == len(set(videos)) == 6  # each video's questions are consecutive
 
