@@ -53,7 +53,8 @@ import run_videoqa  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from bench_decode import LONG_GOP, write_h264  # noqa: E402
-from bench_generate import environment, pick_device, sync, write_results  # noqa: E402
+from bench_generate import environment, pick_device, sync  # noqa: E402
+from report import command_line, write_results  # noqa: E402
 from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
 
 WORKERS = (0, 1, 2)
@@ -286,10 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
         row["step_questions_per_s_over_this"] = steps[run_threads] / row["median"]["questions_per_s"]
     report = table(rows, steps, run_threads, batch_size, default_workers)
     print("\n" + report)
-    command = "python benchmarks/bench_dataloader.py" + (" --quick" if args.quick else "")
-    extra = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
     results = {
-        "command": " ".join([command, *extra]),
+        "command": command_line("bench_dataloader.py", args.quick, argv),
         "quick": args.quick,
         "repetitions": reps,
         "default_run": {

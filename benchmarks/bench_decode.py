@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import fractions
-import json
 import os
 import platform
 import statistics
@@ -35,6 +34,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
+
+from report import write_results  # noqa: E402
 
 from modeling_mcg.frame_sampling import sample_uniform  # noqa: E402
 from modeling_mcg.video_io import decode_video  # noqa: E402
@@ -395,12 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "table": report,
     }
-    output = Path(args.output) if args.output else REPO / "benchmarks" / "results" / (
-        "decode_quick.json" if args.quick else "decode.json"
-    )  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(f"\nwrote {output.relative_to(REPO) if output.is_relative_to(REPO) else output}")
+    write_results(results, "decode", args.quick, args.output)
     return results
 
 

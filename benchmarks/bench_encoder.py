@@ -63,6 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
 import transformers  # noqa: E402
+from report import write_results  # noqa: E402
 from transformers import TimesformerConfig, TimesformerModel  # noqa: E402
 
 from modeling_mcg import MCGConfig  # noqa: E402
@@ -594,12 +595,7 @@ def main(argv: list[str] | None = None) -> dict:
     name = "encoder" + "".join(
         f"_{part}" for part, default in [(args.preset, "cpu-small"), (args.dtype, "fp32")] if part != default
     )
-    output = Path(args.output) if args.output else REPO / "benchmarks" / "results" / (
-        f"{name}_quick.json" if args.quick else f"{name}.json"
-    )  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(f"\nwrote {output.relative_to(REPO) if output.is_relative_to(REPO) else output}")
+    write_results(results, name, args.quick, args.output)
     return results
 
 

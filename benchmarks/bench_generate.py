@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import statistics
@@ -44,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
 import transformers  # noqa: E402
+from report import command_line, write_results  # noqa: E402
 
 from modeling_mcg import MCGConfig, MCGForVideoQuestionAnswering  # noqa: E402
 from modeling_mcg.modeling_mcg import shift_tokens_right  # noqa: E402
@@ -163,14 +163,6 @@ def environment(device: torch.device) -> dict:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def write_results(results: dict, name: str, quick: bool, output: str | None) -> Path:
-    path = Path(output) if output else REPO / "benchmarks" / "results" / f"{name}{'_quick' if quick else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(f"\nwrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -452,10 +444,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = tables(runs)
     print("\nmedian ms: wall / process CPU\n\n" + report)
 
-    command = "python benchmarks/bench_generate.py" + (" --quick" if args.quick else "")
-    extra = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
     results = {
-        "command": " ".join([command, *extra]),
+        "command": command_line("bench_generate.py", args.quick, argv),
         "quick": args.quick,
         "repetitions": reps,
         "model": model_desc,

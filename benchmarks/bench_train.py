@@ -55,8 +55,8 @@ from bench_generate import (  # noqa: E402
     pick_device,
     sync,
     tiny_config,
-    write_results,
 )
+from report import command_line, write_results  # noqa: E402
 
 from modeling_mcg import MCGForVideoQuestionAnswering  # noqa: E402
 
@@ -476,10 +476,8 @@ def main(argv: list[str] | None = None) -> dict:
            f"Targets at {TARGETS['frames']} frames:\n\n" + verdict_table(v_rows)]
     )  # fmt: skip
     print("\n" + report)
-    command = "python benchmarks/bench_train.py" + (" --quick" if args.quick else "")
-    extra = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
     results = {
-        "command": " ".join([command, *extra]),
+        "command": command_line("bench_train.py", args.quick, argv),
         "quick": args.quick,
         "repetitions": reps,
         "models": models,
