@@ -20,8 +20,6 @@ script reuses.
 import json
 import logging
 import math
-import os
-import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from typing import Any
 import datasets
 import torch
 import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run_videoqa.py sits next to this file
@@ -43,7 +41,10 @@ from run_videoqa import (  # noqa: E402
     _limit,
     _parse_num_videos,
     apply_config_overrides,
+    check_one_model_source,
     match_config_to_tokenizer,
+    model_card_parts,
+    parse_script_args,
     resolve_config,
     set_cpu_threads,
     stack_clips,
@@ -169,13 +170,7 @@ class DataArguments:
 
 
 def parse_args(args: list[str] | None):
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**TRAINING_DEFAULTS, use_cpu=not torch.cuda.is_available())
-    if args is None:
-        args = sys.argv[1:]
-    if len(args) == 1 and args[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(args[0]))
-    return parser.parse_args_into_dataclasses(args=args)
+    return parse_script_args((ModelArguments, DataArguments, TrainingArguments), TRAINING_DEFAULTS, args)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -384,12 +379,9 @@ def write_loss_plot(output_dir: Path, log_history: list[dict]) -> list[str]:
 
 
 def write_model_card(output_dir: Path, model_args, data_args, training_args, weights, metrics, plots, argv) -> None:
-    preset = model_args.model_name_or_path or model_args.config_file or model_args.hub_config or "mcg-tiny"
+    preset, command, rows, images = model_card_parts("run_pretraining.py", model_args, argv, metrics, plots)
     data = data_args.train_file or f"synthetic captions ({data_args.train_split} split)"
-    command = " ".join(["python examples/run_pretraining.py", *(shlex.quote(a) for a in argv)])
     objectives = ", ".join(f"{name.removesuffix('_loss_weight').upper()} × {w}" for name, w in weights.items() if w)
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
-    images = "\n".join(f"![{p}]({p})" for p in plots)
     card = f"""---
 library_name: transformers
 tags:
@@ -437,8 +429,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     """Pretrain (and optionally evaluate the losses); returns the metrics, the model and the trainer."""
     model_args, data_args, training_args = parse_args(args)
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-    if sum(x is not None for x in (model_args.hub_config, model_args.config_file, model_args.model_name_or_path)) > 1:
-        raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
+    check_one_model_source(model_args)
     if model_args.use_vtm and training_args.per_device_train_batch_size < 2:
         raise ValueError("--use_vtm draws in-batch negatives: use --per_device_train_batch_size >= 2.")
     set_cpu_threads(training_args)

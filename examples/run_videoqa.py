@@ -180,14 +180,24 @@ class DataArguments:
             self.group_by_video = self.dataset == "synthetic"
 
 
-def parse_args(args: list[str] | None):
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**TRAINING_DEFAULTS, use_cpu=not torch.cuda.is_available())
+def parse_script_args(argument_classes: tuple, defaults: dict[str, Any], args: list[str] | None):
+    """The argument dataclasses from the command line (or a single .json file), with a script's training defaults."""
+    parser = HfArgumentParser(argument_classes)
+    parser.set_defaults(**defaults, use_cpu=not torch.cuda.is_available())
     if args is None:
         args = sys.argv[1:]
     if len(args) == 1 and args[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(args[0]))
     return parser.parse_args_into_dataclasses(args=args)
+
+
+def parse_args(args: list[str] | None):
+    return parse_script_args((ModelArguments, DataArguments, TrainingArguments), TRAINING_DEFAULTS, args)
+
+
+def check_one_model_source(model_args) -> None:
+    if sum(x is not None for x in (model_args.hub_config, model_args.config_file, model_args.model_name_or_path)) > 1:
+        raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -735,13 +745,19 @@ def write_plots(output_dir: Path, log_history: list[dict], metrics: dict[str, fl
     return written
 
 
+def model_card_parts(script: str, model_args, argv: list[str], metrics: dict, plots: list[str]):
+    """(starting point, reproducing command, metric table rows, plot images) of a script's model card."""
+    preset = model_args.model_name_or_path or model_args.config_file or model_args.hub_config or "mcg-tiny"
+    command = " ".join([f"python examples/{script}", *(shlex.quote(a) for a in argv)])
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    images = "\n".join(f"![{p}]({p})" for p in plots)
+    return preset, command, rows, images
+
+
 def write_model_card(
     output_dir: Path, model_args, data_args, training_args, metrics, plots, lora_layout, argv: list[str]
 ) -> None:
-    preset = model_args.model_name_or_path or model_args.config_file or model_args.hub_config or "mcg-tiny"
-    command = " ".join(["python examples/run_videoqa.py", *(shlex.quote(a) for a in argv)])
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
-    images = "\n".join(f"![{p}]({p})" for p in plots)
+    preset, command, rows, images = model_card_parts("run_videoqa.py", model_args, argv, metrics, plots)
     baseline = " (question-only baseline: frames replaced by zeros)" if data_args.blank_video else ""
     card = f"""---
 library_name: transformers
@@ -805,8 +821,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         # the baseline must not overwrite (or resume from) the real run's folder
         training_args.output_dir = TRAINING_DEFAULTS["output_dir"] + "_blank_video"
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-    if sum(x is not None for x in (model_args.hub_config, model_args.config_file, model_args.model_name_or_path)) > 1:
-        raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
+    check_one_model_source(model_args)
     if data_args.dataset != "synthetic" and data_args.dataset.lower().replace("_", "-") not in DATASET_NAMES:
         raise ValueError(f"Unknown --dataset {data_args.dataset!r}; choose synthetic or one of {DATASET_NAMES}.")
     if model_args.merge_lora and not model_args.use_lora:

@@ -233,3 +233,9 @@ def test_collator_tokenises_captions_and_skips_corrupt_videos(pretrained, synthe
     assert "input_ids" not in vtm([rows[0], rows[1]])
     with pytest.raises(VideoDecodeError, match="broken.mp4"):
         run_pretraining.CaptionCollator(processor, "uniform", on_corrupt_video="raise")(rows)
+
+
+@pytest.mark.parametrize("script", [run_pretraining, run_videoqa])
+def test_one_model_source_at_most(script, tmp_path):
+    with pytest.raises(ValueError, match="Pass only one of --hub_config, --config_file and --model_name_or_path"):
+        script.main(["--hub_config", "mcg-tiny", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path)])
