@@ -39,7 +39,7 @@ from modeling_mcg import (
     VideoDecodeError,
     add_mcg_special_tokens,
 )
-from modeling_mcg.data import DATASET_NAMES, load_videoqa_dataset
+from modeling_mcg.data import DATASET_NAMES, load_videoqa_dataset, multilabel_records, options_as_questions
 from modeling_mcg.metrics import load_videoqa_metric
 
 logger = logging.getLogger("run_videoqa")
@@ -226,7 +226,15 @@ def load_split(data_args: DataArguments, split: str) -> datasets.Dataset:
         )
     if data_args.data_dir is None:
         raise ValueError(f"--dataset {data_args.dataset} needs --data_dir (the folder with its annotations).")
-    return load_videoqa_dataset(data_args.dataset, data_args.data_dir, split)
+    ds = load_videoqa_dataset(data_args.dataset, data_args.data_dir, split)
+    if is_multilabel(data_args):  # each option judged on its own, as CLEVRER scores them
+        ds = options_as_questions(ds)
+    return ds
+
+
+def is_multilabel(data_args: DataArguments) -> bool:
+    """Whether the dataset's multiple-choice questions can have several right options (CLEVRER)."""
+    return data_args.dataset.lower().replace("_", "-") == "clevrer"
 
 
 def _limit(ds: datasets.Dataset, n: int | None) -> datasets.Dataset:
@@ -657,7 +665,10 @@ def predict(trainer: VideoQATrainer, eval_ds, collator: VideoQACollator, mode: s
     return list(unique.values()), skipped
 
 
-def compute_metrics(records: list[dict], mode: str, prefix: str = "test") -> dict[str, float]:
+def compute_metrics(
+    records: list[dict], mode: str, prefix: str = "test", multilabel: bool = False
+) -> dict[str, float]:
+    """Accuracy of `records` (per row, per answer type); `multilabel` adds the per-question scores of option rows."""
     metric = load_videoqa_metric()
     types = [r["answer_type"] for r in records]
     out: dict[str, float] = {}
@@ -686,6 +697,14 @@ def compute_metrics(records: list[dict], mode: str, prefix: str = "test") -> dic
         else:
             for r in records:
                 r["mc_correct"] = r["choice_prediction"] == r["correct_choice"]
+    if multilabel:
+        # option rows regrouped per question: `accuracy` counts a question only when every option is judged right
+        predictions, references, types = multilabel_records(records)
+        if predictions:
+            result = metric.compute(
+                predictions=predictions, references=references, answer_types=types, mode="multilabel"
+            )
+            out.update({f"{prefix}_multilabel_{k}": v for k, v in result.items()})
     return out
 
 
@@ -893,7 +912,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             with_meta=True,
         )
         records, skipped = predict(trainer, eval_ds, eval_collator, mode, data_args)
-        metrics = compute_metrics(records, mode)
+        metrics = compute_metrics(records, mode, multilabel=is_multilabel(data_args))
         metrics["test_samples"] = len(records)
         metrics["test_skipped_videos"] = skipped
         if training_args.do_train:

@@ -20,6 +20,8 @@ from modeling_mcg.data import (
     load_nextqa_references,
     load_tvqa,
     load_videoqa_dataset,
+    multilabel_records,
+    options_as_questions,
 )
 
 
@@ -439,6 +441,43 @@ def test_clevrer_malformed_test_split_and_missing(tmp_path):
     touch(tmp_path / "videos" / "video_15000-16000" / "video_15000.mp4")
     ds = load_clevrer(str(tmp_path), "test")
     assert ds["answer"] == ["", ""] and ds["correct_choices"] == [[], []] and len(ds[1]["choices"]) == 3
+
+
+def test_clevrer_options_become_correct_or_wrong_rows_and_regroup_per_question(tmp_path):
+    write(tmp_path / "validation.json", json.dumps([clevrer_entry(10003, [DESCRIPTIVE, PREDICTIVE])]))
+    touch(tmp_path / "videos" / "video_10003.mp4")
+    ds = options_as_questions(load_clevrer(str(tmp_path), "validation"))
+    check_schema(ds)
+    assert ds["question_id"] == ["10003_0", "10003_9/option0", "10003_9/option1", "10003_9/option2"]
+    assert ds[0]["answer"] == "2" and ds[0]["choices"] == []  # descriptive rows are untouched
+    assert ds["question"][1:] == [
+        f"Which of the following will happen next? {c['choice']}" for c in PREDICTIVE["choices"]
+    ]
+    assert ds["answer"][1:] == ["correct", "wrong", "correct"]
+    assert ds["correct_choices"][1:] == [[0], [1], [0]] and ds[1]["choices"] == ["correct", "wrong"]
+    assert set(ds["answer_type"][1:]) == {"predictive"} and len(set(ds["video"])) == 1
+
+    def judged(rows, right):
+        return [{**r, "correct": ok} for r, ok in zip(rows, right)]
+
+    rows = list(ds)
+    # options 0 and 2 judged right, option 1 ("wrong") judged "correct": one wrong option sinks the question
+    predictions, references, types = multilabel_records(judged(rows, [True, True, False, True]))
+    assert (predictions, references, types) == ([[1, 1, 1]], [[1, 0, 1]], ["predictive"])
+    # records arrive in any order (gathered across processes); options are put back in order
+    predictions, references, _ = multilabel_records(judged(rows, [False, True, True, True])[::-1])
+    assert (predictions, references) == ([[1, 0, 1]], [[1, 0, 1]])
+
+    # the test split has no verdicts: option rows have no answer, and scoring them says why it cannot
+    unanswered = {
+        **PREDICTIVE,
+        "choices": [{k: v for k, v in c.items() if k != "answer"} for c in PREDICTIVE["choices"]],
+    }
+    write(tmp_path / "test.json", json.dumps([clevrer_entry(10003, [unanswered])]))
+    test = options_as_questions(load_clevrer(str(tmp_path), "test"))
+    assert test["answer"] == ["", "", ""] and test["correct_choices"] == [[], [], []]
+    with pytest.raises(ValueError, match=r"'10003_9/option0' has answer '', .*no verdicts"):
+        multilabel_records(judged(list(test), [True] * 3))
 
 
 # ---------------------------------------------------------------- dispatcher

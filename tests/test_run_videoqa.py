@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from video_factory import write_video
 
 from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor, VideoDecodeError
 from modeling_mcg.data.synthetic import load_synthetic_videoqa
@@ -119,6 +120,54 @@ def test_multiple_choice_run_reports_mc_accuracy(synthetic_dir, tmp_path):
     right = [p["choice_prediction"] == p["correct_choice"] for p in predictions]
     assert metrics["test_mc_accuracy"] == pytest.approx(sum(right) / len(right))
     assert all(p["prediction"] == p["choices"][p["choice_prediction"]] for p in predictions)
+
+
+def test_clevrer_run_judges_each_option_and_scores_per_question(tmp_path):
+    """CLEVRER's multi-label questions train and evaluate as one correct/wrong row per option, and the metrics
+    regroup them: per-option and per-question accuracy as the benchmark defines them."""
+    data = tmp_path / "clevrer"
+    (data / "videos").mkdir(parents=True)
+    options = [("The cube collides with the sphere", "correct"), ("The cylinder exits", "wrong"), ("A", "correct")]
+    for split, first in (("train", 0), ("validation", 10000)):
+        entries = []
+        for scene in (first, first + 1):
+            write_video(data / "videos" / f"video_{scene}.mp4", num_frames=16)
+            questions = [
+                {"question_id": 0, "question": "how many cubes are moving?", "question_type": "descriptive",
+                 "answer": "2"},
+                {"question_id": 1, "question": "which of the following will happen next?",
+                 "question_type": "predictive",
+                 "choices": [{"choice_id": k, "choice": text, "answer": verdict}
+                             for k, (text, verdict) in enumerate(options)]},
+            ]  # fmt: skip
+            entries.append({"scene_index": scene, "video_filename": f"video_{scene}.mp4", "questions": questions})
+        (data / f"{split}.json").write_text(json.dumps(entries))
+    out = tmp_path / "out"
+    run_videoqa.main(
+        [*base_args(tmp_path, out), "--dataset", "clevrer", "--data_dir", str(data), "--eval_split", "validation"]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = read_jsonl(out / "predictions.jsonl")
+    assert metrics["test_samples"] == len(predictions) == 8  # per video: 1 descriptive + 3 option rows
+    option_rows = [p for p in predictions if p["answer_type"] == "predictive"]
+    assert sorted(p["question_id"] for p in option_rows) == [
+        f"{s}_1/option{k}" for s in (10000, 10001) for k in range(3)
+    ]
+    assert {p["answer"] for p in option_rows} == {"correct", "wrong"}
+    per_question = {}
+    for p in option_rows:
+        per_question.setdefault(p["question_id"].split("/")[0], []).append(p["correct"])
+    assert metrics["test_multilabel_option_accuracy"] == pytest.approx(
+        sum(p["correct"] for p in option_rows) / len(option_rows)
+    )
+    assert metrics["test_multilabel_accuracy"] == pytest.approx(
+        sum(all(v) for v in per_question.values()) / len(per_question)
+    )
+    assert metrics["test_multilabel_accuracy_predictive"] == metrics["test_multilabel_accuracy"]
+    assert "test_multilabel_accuracy_descriptive" not in metrics  # descriptive questions are plain open-ended rows
+    assert metrics["test_accuracy_descriptive"] == pytest.approx(
+        sum(p["correct"] for p in predictions if p["answer_type"] == "descriptive") / 2
+    )
 
 
 def test_lora_trains_only_the_adapter_and_reloads(synthetic_dir, tmp_path):

@@ -9,6 +9,10 @@ Explanatory, predictive and counterfactual questions list up to 4 options, any n
 `correct_choices` lists all of them (each option is judged on its own; see the metric's multilabel mode) and
 `answer` is the first right one ("" when none). `answer_type` is the question type; `question_id` is
 `<scene_index>_<question_id>`. The test split has no answers: "" and [] then.
+
+`options_as_questions` turns each of those questions into one correct/wrong row per option, the form a generative
+model trains and answers on, and `multilabel_records` regroups the judged options for the metric's multilabel mode
+(CLEVRER's per-option and per-question accuracy); `examples/run_videoqa.py --dataset clevrer` does both.
 """
 
 import os
@@ -89,3 +93,75 @@ def load_clevrer(
                 rows.append(row(video, text, answer, question_type, question_id, choices, correct))
     video_dir = video_dir or os.path.join(data_dir, "videos")
     return finish(rows, VideoIndex([video_dir]), on_missing, "CLEVRER", path)
+
+
+# ------------------------------------------------------------------------------- judging options one by one
+
+MULTILABEL_TYPES = QUESTION_TYPES[1:]
+OPTION_VERDICTS = ("correct", "wrong")  # an option row's answer, in CLEVRER's own words
+_OPTION_ID_SEPARATOR = "/option"
+
+
+def options_as_questions(ds: datasets.Dataset) -> datasets.Dataset:
+    """Turn every multi-label question into one row per option: `"<question> <option>"`, answered correct or wrong.
+
+    Why: CLEVRER judges each option on its own and any number can be right, so ranking the options against each
+    other (`score_choices`) can only ever pick one. As yes/no-style rows, an answer generator learns and predicts
+    each verdict, and `multilabel_records` regroups the verdicts into CLEVRER's per-option and per-question scores.
+    Each option row keeps the question's video and `answer_type`, has choices `OPTION_VERDICTS` (so it can also be
+    scored with `score_choices`) and the question id `<question_id>/option<k>`. Rows without choices (descriptive
+    questions) are kept as they are; the test split's unanswered options get answer "" and no correct choice.
+    """
+
+    def expand(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {column: [] for column in batch}
+        for i in range(len(batch["question"])):
+            options = batch["choices"][i]
+            if not options:
+                for column in batch:
+                    out[column].append(batch[column][i])
+                continue
+            correct = set(batch["correct_choices"][i])
+            answered = bool(batch["answer"][i])  # the test split has no verdicts
+            for k, option in enumerate(options):
+                for column in batch:
+                    out[column].append(batch[column][i])
+                out["question"][-1] = f"{batch['question'][i]} {option}"
+                verdict = OPTION_VERDICTS[0] if k in correct else OPTION_VERDICTS[1]
+                out["answer"][-1] = verdict if answered else ""
+                out["choices"][-1] = list(OPTION_VERDICTS)
+                out["correct_choices"][-1] = [OPTION_VERDICTS.index(verdict)] if answered else []
+                out["question_id"][-1] = f"{batch['question_id'][i]}{_OPTION_ID_SEPARATOR}{k}"
+        return out
+
+    return ds.map(expand, batched=True, features=ds.features, desc="CLEVRER options as questions")
+
+
+def multilabel_records(records: list[dict]) -> tuple[list[list[int]], list[list[int]], list[str]]:
+    """Regroup judged option rows into one multi-label record per question: (predictions, references, types).
+
+    `records` are evaluation records of `options_as_questions` rows (others are ignored), each with `question_id`,
+    `answer` ("correct"/"wrong"), `answer_type` and a boolean `correct` (the verdict was predicted right). Returns
+    0/1 lists per question, option order kept, for the `videoqa_accuracy` metric's multilabel mode.
+    """
+    questions: dict[str, dict[int, tuple[int, int]]] = {}
+    types: dict[str, str] = {}
+    for record in records:
+        question_id, separator, k = record["question_id"].rpartition(_OPTION_ID_SEPARATOR)
+        if not separator or not k.isdigit():
+            continue
+        if record["answer"] not in OPTION_VERDICTS:
+            raise ValueError(
+                f"option {record['question_id']!r} has answer {record['answer']!r}, not one of {OPTION_VERDICTS}: "
+                "its split has no verdicts (CLEVRER's test split), so it cannot be scored"
+            )
+        reference = int(record["answer"] == OPTION_VERDICTS[0])
+        prediction = reference if record["correct"] else 1 - reference
+        questions.setdefault(question_id, {})[int(k)] = (prediction, reference)
+        types[question_id] = record["answer_type"]
+    predictions, references = [], []
+    for options in questions.values():
+        ordered = [options[k] for k in sorted(options)]
+        predictions.append([p for p, _ in ordered])
+        references.append([r for _, r in ordered])
+    return predictions, references, list(types.values())
