@@ -116,22 +116,26 @@ def options_as_questions(ds: datasets.Dataset) -> datasets.Dataset:
     def expand(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {column: [] for column in batch}
         for i in range(len(batch["question"])):
-            options = batch["choices"][i]
-            if not options:
-                for column in batch:
-                    out[column].append(batch[column][i])
-                continue
-            correct = set(batch["correct_choices"][i])
-            answered = bool(batch["answer"][i])  # the test split has no verdicts
-            for k, option in enumerate(options):
-                for column in batch:
-                    out[column].append(batch[column][i])
-                out["question"][-1] = f"{batch['question'][i]} {option}"
-                verdict = OPTION_VERDICTS[0] if k in correct else OPTION_VERDICTS[1]
-                out["answer"][-1] = verdict if answered else ""
-                out["choices"][-1] = list(OPTION_VERDICTS)
-                out["correct_choices"][-1] = [OPTION_VERDICTS.index(verdict)] if answered else []
-                out["question_id"][-1] = f"{batch['question_id'][i]}{_OPTION_ID_SEPARATOR}{k}"
+            question = {column: values[i] for column, values in batch.items()}
+            answered = bool(question["answer"])  # the test split has no verdicts
+            rows = [question]
+            if question["choices"]:
+                rows = []
+                for k, option in enumerate(question["choices"]):
+                    verdict = OPTION_VERDICTS[0] if k in question["correct_choices"] else OPTION_VERDICTS[1]
+                    rows.append(
+                        {
+                            **question,
+                            "question": f"{question['question']} {option}",
+                            "answer": verdict if answered else "",
+                            "choices": list(OPTION_VERDICTS),
+                            "correct_choices": [OPTION_VERDICTS.index(verdict)] if answered else [],
+                            "question_id": f"{question['question_id']}{_OPTION_ID_SEPARATOR}{k}",
+                        }
+                    )
+            for r in rows:
+                for column in out:
+                    out[column].append(r[column])
         return out
 
     return ds.map(expand, batched=True, features=ds.features, desc="CLEVRER options as questions")
