@@ -39,7 +39,7 @@ from modeling_mcg import (
     VideoDecodeError,
     add_mcg_special_tokens,
 )
-from modeling_mcg.data import DATASET_NAMES, load_videoqa_dataset, multilabel_records, options_as_questions
+from modeling_mcg.data import DATASET_NAMES, load_videoqa_dataset, multilabel_records
 from modeling_mcg.metrics import load_videoqa_metric
 
 logger = logging.getLogger("run_videoqa")
@@ -226,10 +226,9 @@ def load_split(data_args: DataArguments, split: str) -> datasets.Dataset:
         )
     if data_args.data_dir is None:
         raise ValueError(f"--dataset {data_args.dataset} needs --data_dir (the folder with its annotations).")
-    ds = load_videoqa_dataset(data_args.dataset, data_args.data_dir, split)
-    if is_multilabel(data_args):  # each option judged on its own, as CLEVRER scores them
-        ds = options_as_questions(ds)
-    return ds
+    # CLEVRER: each multiple-choice option becomes a correct/wrong question of its own, as CLEVRER scores them
+    options = {"options_as_questions": True} if is_multilabel(data_args) else {}
+    return load_videoqa_dataset(data_args.dataset, data_args.data_dir, split, **options)
 
 
 def is_multilabel(data_args: DataArguments) -> bool:

@@ -21,7 +21,6 @@ from modeling_mcg.data import (
     load_tvqa,
     load_videoqa_dataset,
     multilabel_records,
-    options_as_questions,
 )
 
 
@@ -446,7 +445,7 @@ def test_clevrer_malformed_test_split_and_missing(tmp_path):
 def test_clevrer_options_become_correct_or_wrong_rows_and_regroup_per_question(tmp_path):
     write(tmp_path / "validation.json", json.dumps([clevrer_entry(10003, [DESCRIPTIVE, PREDICTIVE])]))
     touch(tmp_path / "videos" / "video_10003.mp4")
-    ds = options_as_questions(load_clevrer(str(tmp_path), "validation"))
+    ds = load_clevrer(str(tmp_path), "validation", options_as_questions=True)
     check_schema(ds)
     assert ds["question_id"] == ["10003_0", "10003_9/option0", "10003_9/option1", "10003_9/option2"]
     assert ds[0]["answer"] == "2" and ds[0]["choices"] == []  # descriptive rows are untouched
@@ -456,6 +455,11 @@ def test_clevrer_options_become_correct_or_wrong_rows_and_regroup_per_question(t
     assert ds["answer"][1:] == ["correct", "wrong", "correct"]
     assert ds["correct_choices"][1:] == [[0], [1], [0]] and ds[1]["choices"] == ["correct", "wrong"]
     assert set(ds["answer_type"][1:]) == {"predictive"} and len(set(ds["video"])) == 1
+    # a question none of whose options is right: every option row is answered "wrong" (a training split has verdicts)
+    none_right = {**PREDICTIVE, "choices": [{**c, "answer": "wrong"} for c in PREDICTIVE["choices"]]}
+    write(tmp_path / "train.json", json.dumps([clevrer_entry(10003, [none_right])]))
+    train = load_clevrer(str(tmp_path), "train", options_as_questions=True)
+    assert train["answer"] == ["wrong"] * 3 and train["correct_choices"] == [[1]] * 3
 
     def judged(rows, right):
         return [{**r, "correct": ok} for r, ok in zip(rows, right)]
@@ -474,7 +478,7 @@ def test_clevrer_options_become_correct_or_wrong_rows_and_regroup_per_question(t
         "choices": [{k: v for k, v in c.items() if k != "answer"} for c in PREDICTIVE["choices"]],
     }
     write(tmp_path / "test.json", json.dumps([clevrer_entry(10003, [unanswered])]))
-    test = options_as_questions(load_clevrer(str(tmp_path), "test"))
+    test = load_clevrer(str(tmp_path), "test", options_as_questions=True)
     assert test["answer"] == ["", "", ""] and test["correct_choices"] == [[], [], []]
     with pytest.raises(ValueError, match=r"'10003_9/option0' has answer '', .*no verdicts"):
         multilabel_records(judged(list(test), [True] * 3))

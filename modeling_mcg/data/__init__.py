@@ -13,7 +13,7 @@ import datasets
 
 from .activitynet_qa import load_activitynet_qa
 from .captions import CAPTION_FEATURES, load_caption_dataset, synthetic_captions
-from .clevrer import load_clevrer, multilabel_records, options_as_questions
+from .clevrer import load_clevrer, multilabel_records
 from .msrvtt_qa import load_msrvtt_qa
 from .msvd_qa import load_msvd_qa
 from .nextqa import load_nextqa, load_nextqa_references
@@ -60,7 +60,6 @@ __all__ = [
     "load_nextqa_references",
     "load_tvqa",
     "multilabel_records",
-    "options_as_questions",
     "load_synthetic_videoqa",
     "synthetic_captions",
     "load_videoqa_dataset",

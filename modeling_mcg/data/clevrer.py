@@ -10,9 +10,10 @@ Explanatory, predictive and counterfactual questions list up to 4 options, any n
 `answer` is the first right one ("" when none). `answer_type` is the question type; `question_id` is
 `<scene_index>_<question_id>`. The test split has no answers: "" and [] then.
 
-`options_as_questions` turns each of those questions into one correct/wrong row per option, the form a generative
-model trains and answers on, and `multilabel_records` regroups the judged options for the metric's multilabel mode
-(CLEVRER's per-option and per-question accuracy); `examples/run_videoqa.py --dataset clevrer` does both.
+`options_as_questions=True` makes each of those questions one correct/wrong row per option instead, the form a
+generative model trains and answers on, and `multilabel_records` regroups the judged options for the metric's
+multilabel mode (CLEVRER's per-option and per-question accuracy); `examples/run_videoqa.py --dataset clevrer` does
+both.
 """
 
 import os
@@ -24,6 +25,8 @@ from ._common import VideoIndex, check_choice, fail, find_annotation, finish, ge
 SPLITS = ("train", "validation", "test")
 QUESTION_TYPES = ("descriptive", "explanatory", "predictive", "counterfactual")
 _CHOICE_ANSWERS = {"correct": True, "wrong": False}
+OPTION_VERDICTS = ("correct", "wrong")  # an option row's answer, in CLEVRER's own words
+_OPTION_ID_SEPARATOR = "/option"
 
 
 def _video_candidates(scene_index: int, filename: str) -> tuple[str, ...]:
@@ -57,8 +60,17 @@ def load_clevrer(
     video_dir: str | None = None,
     question_types: tuple[str, ...] | list[str] | None = None,
     on_missing: str = "raise",
+    options_as_questions: bool = False,
 ) -> datasets.Dataset:
-    """CLEVRER `split` ("train", "validation"/"val", "test"); `question_types` keeps only those kinds."""
+    """CLEVRER `split` ("train", "validation"/"val", "test"); `question_types` keeps only those kinds.
+
+    `options_as_questions=True` turns every multiple-choice question into one row per option: `"<question>
+    <option>"`, answered "correct" or "wrong" (`OPTION_VERDICTS`, also its two choices; "" and no correct choice in
+    the test split), with question id `<question_id>/option<k>`. Why: CLEVRER judges each option on its own and any
+    number can be right, so ranking the options against each other (`score_choices`) can only ever pick one; as
+    rows of their own, an answer generator learns and predicts each verdict, and `multilabel_records` regroups them
+    into CLEVRER's per-option and per-question scores.
+    """
     split = "validation" if split == "val" else split
     check_choice("split", split, SPLITS)
     wanted = set(QUESTION_TYPES if question_types is None else question_types)
@@ -89,64 +101,28 @@ def load_clevrer(
                 rows.append(row(video, text, "" if answer is None else str(answer), question_type, question_id))
             else:
                 choices, correct = _choices(question, q_where, has_answers)
-                answer = choices[correct[0]] if correct else ""
-                rows.append(row(video, text, answer, question_type, question_id, choices, correct))
+                if not options_as_questions:
+                    answer = choices[correct[0]] if correct else ""
+                    rows.append(row(video, text, answer, question_type, question_id, choices, correct))
+                    continue
+                for k, option in enumerate(choices):
+                    verdict = OPTION_VERDICTS[0] if k in correct else OPTION_VERDICTS[1]
+                    option_id = f"{question_id}{_OPTION_ID_SEPARATOR}{k}"
+                    answer, right = (verdict, [OPTION_VERDICTS.index(verdict)]) if has_answers else ("", [])
+                    rows.append(
+                        row(video, f"{text} {option}", answer, question_type, option_id, list(OPTION_VERDICTS), right)
+                    )
     video_dir = video_dir or os.path.join(data_dir, "videos")
     return finish(rows, VideoIndex([video_dir]), on_missing, "CLEVRER", path)
-
-
-# ------------------------------------------------------------------------------- judging options one by one
-
-MULTILABEL_TYPES = QUESTION_TYPES[1:]
-OPTION_VERDICTS = ("correct", "wrong")  # an option row's answer, in CLEVRER's own words
-_OPTION_ID_SEPARATOR = "/option"
-
-
-def options_as_questions(ds: datasets.Dataset) -> datasets.Dataset:
-    """Turn every multi-label question into one row per option: `"<question> <option>"`, answered correct or wrong.
-
-    Why: CLEVRER judges each option on its own and any number can be right, so ranking the options against each
-    other (`score_choices`) can only ever pick one. As yes/no-style rows, an answer generator learns and predicts
-    each verdict, and `multilabel_records` regroups the verdicts into CLEVRER's per-option and per-question scores.
-    Each option row keeps the question's video and `answer_type`, has choices `OPTION_VERDICTS` (so it can also be
-    scored with `score_choices`) and the question id `<question_id>/option<k>`. Rows without choices (descriptive
-    questions) are kept as they are; the test split's unanswered options get answer "" and no correct choice.
-    """
-
-    def expand(batch: dict[str, list]) -> dict[str, list]:
-        out: dict[str, list] = {column: [] for column in batch}
-        for i in range(len(batch["question"])):
-            question = {column: values[i] for column, values in batch.items()}
-            answered = bool(question["answer"])  # the test split has no verdicts
-            rows = [question]
-            if question["choices"]:
-                rows = []
-                for k, option in enumerate(question["choices"]):
-                    verdict = OPTION_VERDICTS[0] if k in question["correct_choices"] else OPTION_VERDICTS[1]
-                    rows.append(
-                        {
-                            **question,
-                            "question": f"{question['question']} {option}",
-                            "answer": verdict if answered else "",
-                            "choices": list(OPTION_VERDICTS),
-                            "correct_choices": [OPTION_VERDICTS.index(verdict)] if answered else [],
-                            "question_id": f"{question['question_id']}{_OPTION_ID_SEPARATOR}{k}",
-                        }
-                    )
-            for r in rows:
-                for column in out:
-                    out[column].append(r[column])
-        return out
-
-    return ds.map(expand, batched=True, features=ds.features, desc="CLEVRER options as questions")
 
 
 def multilabel_records(records: list[dict]) -> tuple[list[list[int]], list[list[int]], list[str]]:
     """Regroup judged option rows into one multi-label record per question: (predictions, references, types).
 
-    `records` are evaluation records of `options_as_questions` rows (others are ignored), each with `question_id`,
-    `answer` ("correct"/"wrong"), `answer_type` and a boolean `correct` (the verdict was predicted right). Returns
-    0/1 lists per question, option order kept, for the `videoqa_accuracy` metric's multilabel mode.
+    `records` are evaluation records of option rows (`load_clevrer(..., options_as_questions=True)`; other rows are
+    ignored), each with `question_id`, `answer` ("correct"/"wrong"), `answer_type` and a boolean `correct` (the
+    verdict was predicted right). Returns 0/1 lists per question, option order kept, for the `videoqa_accuracy`
+    metric's multilabel mode.
     """
     questions: dict[str, dict[int, tuple[int, int]]] = {}
     types: dict[str, str] = {}
