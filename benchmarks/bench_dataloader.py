@@ -2,7 +2,7 @@
 the DataLoader (decode + preprocess + tokenise) against the training step.
 
 The loader is exactly the default run's: `VideoQACollator` + `MCGProcessor` from `examples/run_videoqa.py`
-(imported, not copied), built from the script's own defaults (`parse_args([])`: mcg-tiny, 8 frames at 32 px, `rand`
+(imported, not copied), built from the script's own defaults (`parse_args([])`: mcg-tiny, 16 frames at 32 px, `rand`
 sampling, no clip cache, batch 32, 1 worker), in the default run's training order: `VideoGroupedSampler` when
 `group_by_video` is on (its default on the synthetic set), else `Trainer`'s shuffle.
 The collator decodes each distinct video of a batch once and the model encodes it once (`video_index`), so a batch
