@@ -176,6 +176,7 @@ class DataArguments:
     max_new_tokens: int = field(default=6, metadata={"help": "Answer length limit for generation."})
 
     def __post_init__(self):
+        self.dataset = self.dataset.lower().replace("_", "-")  # the readers' spelling: MSRVTT_QA -> msrvtt-qa
         if self.group_by_video is None:  # the dataset-dependent default, resolved once for main() and benchmarks
             self.group_by_video = self.dataset == "synthetic"
 
@@ -233,7 +234,7 @@ def load_split(data_args: DataArguments, split: str) -> datasets.Dataset:
 
 def is_multilabel(data_args: DataArguments) -> bool:
     """Whether the dataset's multiple-choice questions can have several right options (CLEVRER)."""
-    return data_args.dataset.lower().replace("_", "-") == "clevrer"
+    return data_args.dataset == "clevrer"
 
 
 def _limit(ds: datasets.Dataset, n: int | None) -> datasets.Dataset:
@@ -840,8 +841,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         training_args.output_dir = TRAINING_DEFAULTS["output_dir"] + "_blank_video"
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     check_one_model_source(model_args)
-    if data_args.dataset != "synthetic" and data_args.dataset.lower().replace("_", "-") not in DATASET_NAMES:
-        raise ValueError(f"Unknown --dataset {data_args.dataset!r}; choose synthetic or one of {DATASET_NAMES}.")
+    if data_args.dataset not in DATASET_NAMES:  # DATASET_NAMES includes synthetic
+        raise ValueError(f"Unknown --dataset {data_args.dataset!r}; choose one of {DATASET_NAMES}.")
     if model_args.merge_lora and not model_args.use_lora:
         raise ValueError("--merge_lora needs --use_lora.")
     set_cpu_threads(training_args)

@@ -346,6 +346,15 @@ def test_accelerate_launch_single_process(synthetic_dir, tmp_path):
     assert (out / "model.safetensors").is_file()
 
 
+def test_dataset_names_are_spelled_as_the_readers_and_unknown_ones_fail_early(tmp_path):
+    data_args = run_videoqa.parse_args(["--dataset", "CLEVRER"])[1]
+    assert data_args.dataset == "clevrer" and run_videoqa.is_multilabel(data_args)
+    assert run_videoqa.parse_args(["--dataset", "MSRVTT_QA"])[1].dataset == "msrvtt-qa"
+    assert run_videoqa.parse_args(["--dataset", "Synthetic"])[1].group_by_video is True
+    with pytest.raises(ValueError, match="Unknown --dataset 'msr-vtt'; choose one of"):
+        run_videoqa.main(["--dataset", "msr-vtt", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)])
+
+
 def test_config_overrides_edit_nested_fields_and_reject_unknown_ones():
     config = run_videoqa.resolve_config(run_videoqa.ModelArguments(hub_config="mcg-tiny"))
     edited = run_videoqa.apply_config_overrides(config, "initializer_range=0.1,vision_config.drop_path_rate=0.05")
