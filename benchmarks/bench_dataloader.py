@@ -71,8 +71,7 @@ def training_order(dataset, grouped: bool, seed: int) -> list[int]:
     """One epoch of the default run's training order, drawn up front (so training steps cannot shift it):
     `VideoGroupedSampler` (each video's questions together) or, without `group_by_video`, `Trainer`'s shuffle."""
     if grouped:
-        torch.manual_seed(seed)  # VideoGroupedSampler shuffles with torch's global RNG, as Trainer's sampler does
-        return list(run_videoqa.VideoGroupedSampler(dataset["video"]))
+        return list(run_videoqa.VideoGroupedSampler(dataset["video"], seed=seed))
     return list(RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)))
 
 
