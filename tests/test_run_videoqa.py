@@ -15,8 +15,18 @@ import torch
 from safetensors.torch import load_file
 from video_factory import write_video
 
-from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor, VideoDecodeError
+from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor, MCGVideoProcessor, VideoDecodeError
 from modeling_mcg.data.synthetic import load_synthetic_videoqa
+from modeling_mcg.training import (
+    MCGTrainingArguments,
+    VideoGroupedSampler,
+    VideoQACollator,
+    apply_config_overrides,
+    load_preset,
+    parse_args,
+    set_cpu_threads,
+    vocabulary_words,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "examples" / "run_videoqa.py"
@@ -31,6 +41,11 @@ def _load_script():
 
 
 run_videoqa = _load_script()
+
+
+def parse_script_args(args):
+    classes = (run_videoqa.ModelArguments, run_videoqa.DataArguments, MCGTrainingArguments)
+    return parse_args(classes, run_videoqa.TRAINING_DEFAULTS, args)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +110,10 @@ def test_open_ended_run_writes_a_loadable_hub_folder(synthetic_dir, tmp_path):
     assert {f"test_accuracy_{t}" for t in types} <= set(metrics)
     assert set(predictions[0]) >= {"question_id", "question", "prediction", "answer", "answer_type", "correct"}
     history = result["trainer"].state.log_history
-    assert [h["step"] for h in history if "loss_lm" in h] == [1, 2]  # the loss parts are logged
-    assert isinstance(result["trainer"]._get_train_sampler(), run_videoqa.VideoGroupedSampler)  # synthetic default
+    # with the fine-tuning defaults (ICL/TCL weights 0) the answer loss is the only part: no duplicate of `loss`
+    assert [h["step"] for h in history if "loss" in h] == [1, 2]
+    assert not any(part in h for h in history for part in ("loss_lm", "loss_icl", "loss_tcl"))
+    assert isinstance(result["trainer"]._get_train_sampler(), VideoGroupedSampler)  # synthetic default
     card = (out / "README.md").read_text()
     assert "test_accuracy" in card and "--max_steps 2" in card and "pipeline_tag: video-question-answering" in card
 
@@ -195,7 +212,7 @@ def test_lora_trains_only_the_adapter_and_reloads(synthetic_dir, tmp_path):
 
     reloaded = PeftModel.from_pretrained(MCGForVideoQuestionAnswering.from_pretrained(out / "base_model"), out).eval()
     trained.eval()
-    inputs = run_videoqa.VideoQACollator(result["processor"], "uniform")(
+    inputs = VideoQACollator(result["processor"], "uniform")(
         list(
             load_synthetic_videoqa("test", cache_dir=synthetic_dir, num_videos={"train": 6, "test": 3}).select(
                 range(3)
@@ -347,22 +364,22 @@ def test_accelerate_launch_single_process(synthetic_dir, tmp_path):
 
 
 def test_dataset_names_are_spelled_as_the_readers_and_unknown_ones_fail_early(tmp_path):
-    data_args = run_videoqa.parse_args(["--dataset", "CLEVRER"])[1]
-    assert data_args.dataset == "clevrer" and run_videoqa.is_multilabel(data_args)
-    assert run_videoqa.parse_args(["--dataset", "MSRVTT_QA"])[1].dataset == "msrvtt-qa"
-    assert run_videoqa.parse_args(["--dataset", "Synthetic"])[1].group_by_video is True
+    data_args = parse_script_args(["--dataset", "CLEVRER"])[1]
+    assert data_args.dataset == "clevrer" and data_args.validation_split == "validation"
+    assert parse_script_args(["--dataset", "MSRVTT_QA"])[1].dataset == "msrvtt-qa"
+    assert parse_script_args(["--dataset", "Synthetic"])[1].group_by_video is True
     with pytest.raises(ValueError, match="Unknown --dataset 'msr-vtt'; choose one of"):
         run_videoqa.main(["--dataset", "msr-vtt", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)])
 
 
 def test_config_overrides_edit_nested_fields_and_reject_unknown_ones():
-    config = run_videoqa.resolve_config(run_videoqa.ModelArguments(hub_config="mcg-tiny"))
-    edited = run_videoqa.apply_config_overrides(config, "initializer_range=0.1,vision_config.drop_path_rate=0.05")
+    config = load_preset("mcg-tiny")
+    edited = apply_config_overrides(config, "initializer_range=0.1,vision_config.drop_path_rate=0.05")
     assert edited.initializer_range == 0.1 and edited.vision_config.drop_path_rate == 0.05
     with pytest.raises(ValueError, match="unknown config field"):
-        run_videoqa.apply_config_overrides(config, "vision_config.no_such_field=1")
-    with pytest.raises(ValueError, match="Unknown --hub_config"):
-        run_videoqa.resolve_config(run_videoqa.ModelArguments(hub_config="mcg-huge"))
+        apply_config_overrides(config, "vision_config.no_such_field=1")
+    with pytest.raises(ValueError, match="Unknown preset 'mcg-huge'; choose one of"):
+        load_preset("mcg-huge")
 
 
 def test_clip_cache_decodes_each_video_once(synthetic_dir, tmp_path):
@@ -372,14 +389,14 @@ def test_clip_cache_decodes_each_video_once(synthetic_dir, tmp_path):
     video = rows[0]["video"]
     same_video = [row for row in rows if row["video"] == video]
     assert len(same_video) > 1  # several questions per video: the case the cache is for
-    processor = run_videoqa.MCGProcessor.from_vocabulary(
-        run_videoqa.vocabulary_words(
+    processor = MCGProcessor.from_vocabulary(
+        vocabulary_words(
             load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 6, "test": 3})
         ),
-        run_videoqa.MCGVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_center_crop=False),
+        MCGVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_center_crop=False),
     )
-    cached = run_videoqa.VideoQACollator(processor, "uniform", cache_clips=True)
-    plain = run_videoqa.VideoQACollator(processor, "uniform")
+    cached = VideoQACollator(processor, "uniform", cache_clips=True)
+    plain = VideoQACollator(processor, "uniform")
     first = cached(same_video[:1])["pixel_values_videos"]
     torch.testing.assert_close(first, plain(same_video[:1])["pixel_values_videos"])  # caching changes nothing
     Path(video).write_bytes(b"gone")  # the cached clip is served without touching the file again
@@ -388,36 +405,36 @@ def test_clip_cache_decodes_each_video_once(synthetic_dir, tmp_path):
     assert list(cached.clip_cache) == [video]
 
     with pytest.raises(ValueError, match="uniform"):
-        run_videoqa.VideoQACollator(processor, "rand", cache_clips=True)
+        VideoQACollator(processor, "rand", cache_clips=True)
     with pytest.raises(ValueError, match="augmentation"):
-        run_videoqa.VideoQACollator(processor, "uniform", do_augment=True, cache_clips=True)
+        VideoQACollator(processor, "uniform", do_augment=True, cache_clips=True)
 
 
 def test_grouped_batches_decode_and_send_each_video_once(synthetic_dir):
     rows = load_synthetic_videoqa("train", cache_dir=synthetic_dir, num_videos={"train": 6, "test": 3}).to_list()
     videos = [row["video"] for row in rows]
-    sampler = run_videoqa.VideoGroupedSampler(videos, seed=3)
+    sampler = VideoGroupedSampler(videos, seed=3)
     first = list(sampler)
     assert sorted(first) == list(range(len(rows)))
     # the order is a function of (seed, epoch): every process of a distributed run draws the same one
-    assert list(run_videoqa.VideoGroupedSampler(videos, seed=3)) == first
+    assert list(VideoGroupedSampler(videos, seed=3)) == first
     sampler.set_epoch(1)
     second = list(sampler)
     assert sorted(second) == sorted(first) and second != first  # reshuffled every epoch
     # on by default for the synthetic set only (a real dataset's video may have dozens of questions)
-    assert run_videoqa.parse_args([])[1].group_by_video is True
-    assert run_videoqa.parse_args(["--dataset", "msrvtt-qa"])[1].group_by_video is False
-    assert run_videoqa.parse_args(["--group_by_video", "False"])[1].group_by_video is False
+    assert parse_script_args([])[1].group_by_video is True
+    assert parse_script_args(["--dataset", "msrvtt-qa"])[1].group_by_video is False
+    assert parse_script_args(["--group_by_video", "False"])[1].group_by_video is False
     runs = [videos[i] for j, i in enumerate(first) if j == 0 or videos[i] != videos[first[j - 1]]]
     assert len(runs) == len(set(videos)) == 6  # each video's questions are consecutive
 
-    processor = run_videoqa.MCGProcessor.from_vocabulary(
-        run_videoqa.vocabulary_words(
+    processor = MCGProcessor.from_vocabulary(
+        vocabulary_words(
             load_synthetic_videoqa("train", cache_dir=synthetic_dir, num_videos={"train": 6, "test": 3})
         ),
-        run_videoqa.MCGVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_center_crop=False),
+        MCGVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_center_crop=False),
     )
-    collator = run_videoqa.VideoQACollator(processor, "uniform")
+    collator = VideoQACollator(processor, "uniform")
     batch_rows = [rows[i] for i in first[:10]]
     batch = collator(batch_rows)
     distinct = list(dict.fromkeys(row["video"] for row in batch_rows))
@@ -435,11 +452,11 @@ def test_cpu_threads_leave_the_dataloader_workers_their_cores(monkeypatch, omp):
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    args = run_videoqa.TrainingArguments(output_dir="unused", use_cpu=True, dataloader_num_workers=1)
+    args = MCGTrainingArguments(output_dir="unused", use_cpu=True, dataloader_num_workers=1)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        run_videoqa.set_cpu_threads(args)
+        set_cpu_threads(args)
         # unset or empty: 4 cores - 1 worker; an explicit OMP_NUM_THREADS is the user's choice and stays
         assert torch.get_num_threads() == (1 if omp == "3" else 3)
     finally:

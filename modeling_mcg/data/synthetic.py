@@ -80,6 +80,9 @@ ANSWER_VOCABULARY: dict[str, tuple[str, ...]] = {
 }
 SPLITS = ("train", "validation", "test")
 DEFAULT_NUM_VIDEOS = {"train": 2400, "validation": 100, "test": 100}
+# Every video gets at least 4 questions (one object: color, shape, direction, count; more objects: direction, count,
+# first, last, order and any unique color or shape), so n questions need at most ceil(n / 4) videos.
+MIN_QUESTIONS_PER_VIDEO = 4
 ANNOTATIONS_FILE = "annotations.json"
 
 # Bump when the generated content changes. It is part of the cache key and seeds the generator (a bump draws new
@@ -105,6 +108,35 @@ _X264_OPTIONS = {
     "threads": "1",
     "x264-params": "sliced-threads=0:lookahead-threads=1:aq-mode=0:mbtree=0",
 }
+
+
+def num_videos_for_samples(max_samples: Mapping[str, int | None]) -> dict[str, int]:
+    """Videos per split that give at least `max_samples[split]` questions (the default count where it is None).
+
+    `{"train": 200, "test": 50}` gives `{"train": 50, "validation": 100, "test": 13}`: a run that uses 200 training
+    and 50 evaluation questions generates 163 videos instead of 2,600.
+    """
+    unknown = set(max_samples) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"max_samples has unknown splits {sorted(unknown)}; allowed: {list(SPLITS)}.")
+    counts = dict(DEFAULT_NUM_VIDEOS)
+    for split, limit in max_samples.items():
+        if limit is not None:
+            if limit < 1:
+                raise ValueError(f"The sample limit of {split!r} must be positive, got {limit}.")
+            counts[split] = min(DEFAULT_NUM_VIDEOS[split], -(-limit // MIN_QUESTIONS_PER_VIDEO))
+    return counts
+
+
+def parse_num_videos(spec: str) -> dict[str, int]:
+    """`"train=20,test=8"` → `{"train": 20, "test": 8}` (the command-line form of `num_videos`)."""
+    counts = {}
+    for part in spec.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"Synthetic video counts look like 'train=20,test=8'; got {spec!r}.")
+        counts[name.strip()] = int(value)
+    return counts
 
 
 def _default_cache_root() -> Path:
@@ -478,12 +510,14 @@ def generate_synthetic_videoqa(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     logger.info(f"Generating the synthetic VideoQA set {config['num_videos']} into {target}")
     started = time.perf_counter()
+    progress = logging.tqdm(total=sum(config["num_videos"].values()), desc="Generating synthetic videos", unit="video")
     try:
         annotations: dict[str, Any] = {"config": config, "splits": {}}
         for split in SPLITS:
             videos, questions = _plan_split(split, config)
             for video in videos:
                 _write_mp4(render_synthetic_video(video), staging / video["path"], config["fps"])
+                progress.update()
             annotations["splits"][split] = {"videos": videos, "questions": questions}
         with open(staging / ANNOTATIONS_FILE, "w", encoding="utf-8") as handle:
             json.dump(annotations, handle, sort_keys=True, separators=(",", ":"))
@@ -495,6 +529,7 @@ def generate_synthetic_videoqa(
             if not (target / ANNOTATIONS_FILE).is_file():
                 raise
     finally:
+        progress.close()
         shutil.rmtree(staging, ignore_errors=True)
     logger.info(f"Generated the synthetic VideoQA set in {time.perf_counter() - started:.1f} s")
     return target

@@ -1,0 +1,103 @@
+"""Command-line handling shared by the training scripts: argument parsing with script defaults, the output-folder
+rules (never replace a finished model silently; resume an interrupted run) and the recorded command line."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+FINISHED_MODEL_FILES = ("model.safetensors", "adapter_model.safetensors")
+
+
+@dataclass
+class MCGTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus `--overwrite_output_dir` (which transformers 5 dropped)."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a trained model already in --output_dir and start over instead of resuming its "
+            "checkpoints."
+        },
+    )
+
+
+def parse_args(argument_classes: tuple, defaults: dict[str, Any], args: list[str] | None = None):
+    """The argument dataclasses from the command line (or a single .json file), with a script's training defaults."""
+    parser = HfArgumentParser(argument_classes)
+    parser.set_defaults(**defaults, use_cpu=not torch.cuda.is_available())
+    if args is None:
+        args = sys.argv[1:]
+    if len(args) == 1 and args[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(args[0]))
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def resolve_checkpoint(training_args: MCGTrainingArguments, model_name_or_path: str | None = None) -> str | None:
+    """The checkpoint to resume from, after checking that the run may write into `output_dir`.
+
+    - `--resume_from_checkpoint last` resumes the folder's last checkpoint (an error when there is none); an
+      explicit checkpoint path is used as given.
+    - A folder that already holds a finished model is not overwritten unless `--overwrite_output_dir` is given
+      (evaluating the folder's own model in place, `--model_name_or_path` = `--output_dir`, is allowed).
+    - A folder with checkpoints but no finished model (an interrupted run) resumes from its last checkpoint;
+      `--overwrite_output_dir` starts over instead.
+    """
+    output_dir = Path(training_args.output_dir)
+    checkpoint = training_args.resume_from_checkpoint
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if checkpoint == "last":
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {output_dir}.")
+        return last
+    if training_args.overwrite_output_dir and training_args.do_train and last is not None:
+        if training_args.process_index == 0:  # the old run's checkpoints would outrank (and rotate away) the new ones
+            for old in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+                shutil.rmtree(old, ignore_errors=True)
+        logger.warning(f"--overwrite_output_dir: removed the checkpoints of the previous run in {output_dir}.")
+    if checkpoint is not None or training_args.overwrite_output_dir or not output_dir.is_dir():
+        return checkpoint
+    finished = [name for name in FINISHED_MODEL_FILES if (output_dir / name).is_file()]
+    in_place = model_name_or_path is not None and Path(model_name_or_path).resolve() == output_dir.resolve()
+    if finished and not (in_place and not training_args.do_train):
+        raise ValueError(
+            f"{output_dir} already holds a trained model ({finished[0]}). Pass --overwrite_output_dir True to "
+            "replace it, or choose another --output_dir."
+        )
+    if last is not None and training_args.do_train:
+        logger.warning(
+            f"{output_dir} holds an unfinished run: resuming from {last}. Pass --overwrite_output_dir True to start "
+            "over, or --resume_from_checkpoint to pick a checkpoint."
+        )
+        return last
+    return None
+
+
+def command_line(script: str, args: list[str] | None) -> str:
+    """The command that reproduces this run, as recorded in the model card."""
+    argv = sys.argv[1:] if args is None else list(args)
+    return " ".join([f"python examples/{script}", *(shlex.quote(a) for a in argv)])
+
+
+def training_summary(training_args: TrainingArguments, extra: list[str] = ()) -> list[str]:
+    """The model card's training lines."""
+    steps = f", max_steps {training_args.max_steps}" if training_args.max_steps > 0 else ""
+    return [
+        *extra,
+        f"epochs {training_args.num_train_epochs}{steps}, learning rate {training_args.learning_rate}, "
+        f"{training_args.lr_scheduler_type} schedule, weight decay {training_args.weight_decay}",
+        f"batch size {training_args.per_device_train_batch_size} per device x {training_args.world_size} "
+        f"process(es) x {training_args.gradient_accumulation_steps} accumulation step(s), seed {training_args.seed}",
+    ]

@@ -1,0 +1,190 @@
+"""`Trainer` subclasses: loss parts in the logs, skipped-video counts, video-grouped batches, and answer-accuracy
+evaluation (generation or candidate scoring) that `--eval_strategy`, `--load_best_model_at_end` and
+`metric_for_best_model="accuracy"` use."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import datasets
+import torch
+from transformers import Trainer, TrainingArguments
+
+from .evaluation import compute_metrics, predict_answers
+from .sampler import VideoGroupedSampler
+
+VIDEOQA_LOSS_PARTS = ("loss_lm", "loss_icl", "loss_tcl")
+PRETRAINING_LOSS_PARTS = ("loss_icl", "loss_tcl", "loss_mlm", "loss_vtm")
+
+
+class MCGTrainer(Trainer):
+    """`Trainer` that logs the running mean of every loss part next to `loss`, and totals skipped videos.
+
+    A part is logged when the model returns it, i.e. when its weight is non-zero, and only when there are at least
+    two parts (a single part equals `loss`). Steps only accumulate local sums; `log()` (which every rank calls at
+    the same steps) gathers them, so ranks never disagree on the number of collective calls, even when one of them
+    meets an all-corrupt batch. With `group_by_video` the training order keeps each video's questions together
+    (`VideoGroupedSampler`). `eval_collator` replaces the training collator for evaluation (other frame sampling,
+    no augmentation).
+    """
+
+    def __init__(self, *args, loss_parts=VIDEOQA_LOSS_PARTS, group_by_video=False, eval_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group_by_video = group_by_video
+        self.eval_collator = eval_collator
+        self.loss_parts = tuple(loss_parts)
+        self._sums = torch.zeros(len(self.loss_parts), dtype=torch.float64)
+        self._counts = torch.zeros(len(self.loss_parts), dtype=torch.float64)
+        self._local_skipped = 0
+        self.skipped_videos = 0  # all ranks, up to the last log
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.group_by_video:
+            return VideoGroupedSampler(dataset["video"], seed=self.args.data_seed or self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    @contextlib.contextmanager
+    def evaluation_collator(self):
+        """Use `eval_collator` (when set) for the dataloaders built inside the block."""
+        train_collator = self.data_collator
+        if self.eval_collator is not None:
+            self.data_collator = self.eval_collator
+        try:
+            yield
+        finally:
+            self.data_collator = train_collator
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        skipped = inputs.pop("num_skipped_videos", None)
+        inputs.pop("meta", None)
+        if skipped is not None and model.training:
+            self._local_skipped += int(skipped)
+        if "input_ids" not in inputs:  # the collator dropped every sample (undecodable videos)
+            # zero loss over the trainable weights keeps every rank's backward (and DDP's all-reduce) in step
+            loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            return (loss, None) if return_outputs else loss
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            for i, name in enumerate(self.loss_parts):
+                value = outputs.get(name)
+                if value is not None:
+                    self._sums[i] += value.detach().float().mean().item()
+                    self._counts[i] += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def gather_training_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum the local loss-part sums, counts and skips over all ranks (a collective call) and reset them."""
+        local = torch.cat([self._sums, self._counts, torch.tensor([float(self._local_skipped)], dtype=torch.float64)])
+        total = self.accelerator.gather(local.to(self.accelerator.device)[None]).sum(0).cpu()
+        self._sums.zero_()
+        self._counts.zero_()
+        self._local_skipped = 0
+        self.skipped_videos += int(total[-1])
+        n = len(self.loss_parts)
+        return total[:n], total[n : 2 * n]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log (evaluation logs carry eval_loss)
+            sums, counts = self.gather_training_stats()
+            if int((counts > 0).sum()) > 1:
+                for name, total, count in zip(self.loss_parts, sums.tolist(), counts.tolist()):
+                    if count:
+                        logs[name] = round(total / count, 4)
+            logs["skipped_videos"] = self.skipped_videos
+        super().log(logs, start_time)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        with self.evaluation_collator():
+            return super().get_eval_dataloader(eval_dataset)
+
+
+class VideoQATrainer(MCGTrainer):
+    """`MCGTrainer` whose `evaluate()` answers every question (generation and/or candidate scoring) and reports
+    `eval_accuracy` (overall and per answer type) and `eval_loss`, so that validation during training,
+    `load_best_model_at_end` and `metric_for_best_model="accuracy"` work.
+
+    Args (besides `MCGTrainer`'s):
+        eval_mode: "open" (generate), "mc" (score_choices) or "both".
+        generation_kwargs: passed to `generate` (num_beams, max_new_tokens).
+        multilabel: the eval set's option rows are regrouped per question (CLEVRER).
+    """
+
+    def __init__(self, *args, eval_mode="open", generation_kwargs=None, multilabel=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_mode = eval_mode
+        self.generation_kwargs = dict(generation_kwargs or {})
+        self.multilabel = multilabel
+
+    def predict_answers(self, dataset: datasets.Dataset, with_loss: bool = False):
+        """(records in dataset order, skipped questions, mean answer loss or None) over all ranks."""
+        with self.evaluation_collator():
+            dataloader = self.get_test_dataloader(dataset)
+        return predict_answers(
+            self.accelerator,
+            self.model,
+            dataloader,
+            dataset["question_id"],
+            self.eval_mode,
+            self.processing_class.tokenizer,
+            self.generation_kwargs,
+            with_loss=with_loss,
+        )
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if dataset is None:
+            raise ValueError("evaluate() needs an eval_dataset: pass one to the trainer or to evaluate().")
+        started = time.perf_counter()
+        records, skipped, loss = self.predict_answers(dataset, with_loss=True)
+        metrics = compute_metrics(records, self.eval_mode, prefix=metric_key_prefix, multilabel=self.multilabel)
+        metrics[f"{metric_key_prefix}_loss"] = loss
+        metrics[f"{metric_key_prefix}_samples"] = len(records)
+        metrics[f"{metric_key_prefix}_skipped_videos"] = skipped
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - started, 4)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+class PretrainingTrainer(MCGTrainer):
+    """`MCGTrainer` with the pretraining loss parts; evaluation logs them too (`eval_loss_icl`, ...)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("loss_parts", PRETRAINING_LOSS_PARTS)
+        super().__init__(*args, **kwargs)
+        self._eval_sums = torch.zeros(len(self.loss_parts), dtype=torch.float64)
+        self._eval_counts = torch.zeros(len(self.loss_parts), dtype=torch.float64)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if not model.training and outputs is not None:
+            for i, name in enumerate(self.loss_parts):
+                if outputs.get(name) is not None:
+                    self._eval_sums[i] += outputs[name].detach().float().item()
+                    self._eval_counts[i] += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "eval_loss" in logs:
+            local = torch.cat([self._eval_sums, self._eval_counts])
+            total = self.accelerator.gather(local.to(self.accelerator.device)[None]).sum(0).cpu()
+            self._eval_sums.zero_()
+            self._eval_counts.zero_()
+            n = len(self.loss_parts)
+            for name, value, count in zip(self.loss_parts, total[:n].tolist(), total[n:].tolist()):
+                if count:
+                    logs[f"eval_{name}"] = round(value / count, 4)
+        super().log(logs, start_time)
+
+
+def set_cpu_threads(training_args: TrainingArguments) -> None:
+    """On CPU (unless OMP_NUM_THREADS says otherwise), train with the cores the DataLoader workers leave free:
+    oversubscribed OpenMP threads spin at their barriers, which made the default loop on 2 cores 12x slower with 2
+    training threads next to a decoding worker than with 1 (benchmarks/bench_dataloader.py --threads 2,1). An empty
+    OMP_NUM_THREADS counts as unset, as OpenMP itself ignores it."""
+    if training_args.use_cpu and not os.environ.get("OMP_NUM_THREADS"):
+        workers = training_args.dataloader_num_workers
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
