@@ -1,10 +1,10 @@
 """Is the default training run (`python examples/run_videoqa.py`) data-bound? Questions/s and videos decoded/s of
 the DataLoader (decode + preprocess + tokenise) against the training step.
 
-The loader is exactly the default run's: `VideoQACollator` + `MCGProcessor` from `examples/run_videoqa.py`
-(imported, not copied), built from the script's own defaults (`parse_args([])`: mcg-tiny, 16 frames at 32 px, `rand`
-sampling, no clip cache, batch 32, 1 worker), in the default run's training order: `VideoGroupedSampler` when
-`group_by_video` is on (its default on the synthetic set), else `Trainer`'s shuffle.
+The loader is exactly the default run's: `VideoQACollator` + `MCGProcessor` from `modeling_mcg.training`, built
+with the defaults of `examples/run_videoqa.py` (mcg-tiny, 16 frames at 32 px, `rand` sampling, no clip cache, batch
+32, 1 worker; `DEFAULT_RUN` below), in the default run's training order: `VideoGroupedSampler` when `group_by_video`
+is on (its default on the synthetic set), else `Trainer`'s shuffle.
 The collator decodes each distinct video of a batch once and the model encodes it once (`video_index`), so a batch
 of 32 questions costs as many decodes as it has distinct videos (about 5-6 on the synthetic set). Rates are given
 both ways: questions/s (training throughput, what the train step is compared on) and videos decoded/s (decoder
@@ -23,7 +23,7 @@ Configurations, each run once per repetition in a rotated order (medians shown):
   workers every epoch), so prefetched batches cannot flatter it;
 - loader + train (synthetic set): one train step per batch while the workers decode ahead, as in training.
 Every row decodes and preprocesses every clip: `cache_clips` is off by default and needs uniform sampling.
-Training threads: the run's own (`run_videoqa.set_cpu_threads`: on CPU, the cores the DataLoader workers leave
+Training threads: the run's own (`modeling_mcg.training.set_cpu_threads`: on CPU, the cores the DataLoader workers leave
 free, unless OMP_NUM_THREADS is set; an empty OMP_NUM_THREADS counts as unset) and 1. CPU time includes the workers
 (getrusage of the reaped children). The run is data-bound when "loader + train" trains fewer questions per second
 than the train step alone.
@@ -45,17 +45,41 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(BENCH))
 
-import run_videoqa  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from bench_decode import LONG_GOP, write_h264  # noqa: E402
 from bench_generate import environment, pick_device, sync  # noqa: E402
 from report import command_line, write_results  # noqa: E402
 from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
+
+from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor  # noqa: E402
+from modeling_mcg.data.synthetic import load_synthetic_videoqa  # noqa: E402
+from modeling_mcg.processing_mcg import build_wordpiece_tokenizer  # noqa: E402
+from modeling_mcg.training import (  # noqa: E402
+    MCGTrainingArguments,
+    VideoGroupedSampler,
+    VideoQACollator,
+    load_preset,
+    match_config_to_tokenizer,
+    set_cpu_threads,
+    video_processor_for,
+    vocabulary_words,
+)
+
+# The settings of the plain `python examples/run_videoqa.py` run that the loader depends on (its TRAINING_DEFAULTS
+# and argument defaults).
+DEFAULT_RUN = dict(
+    preset="mcg-tiny",
+    train_sampling="rand",
+    group_by_video=True,
+    cache_clips=False,
+    batch_size=32,
+    workers=1,
+    learning_rate=7e-4,
+    weight_decay=0.01,
+)
 
 WORKERS = (0, 1, 2)
 
@@ -71,7 +95,7 @@ def training_order(dataset, grouped: bool, seed: int) -> list[int]:
     """One epoch of the default run's training order, drawn up front (so training steps cannot shift it):
     `VideoGroupedSampler` (each video's questions together) or, without `group_by_video`, `Trainer`'s shuffle."""
     if grouped:
-        return list(run_videoqa.VideoGroupedSampler(dataset["video"], seed=seed))
+        return list(VideoGroupedSampler(dataset["video"], seed=seed))
     return list(RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)))
 
 
@@ -179,38 +203,40 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
 
     # the default run's configuration, from the script itself
-    model_args, data_args, training_args = run_videoqa.parse_args([])
+    training_args = MCGTrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=DEFAULT_RUN["workers"],
+        report_to="none",
+    )
     omp_env = os.environ.get("OMP_NUM_THREADS")
     if omp_env == "":  # libgomp ignores an empty value (invalid): the run then behaves as if it were unset
         del os.environ["OMP_NUM_THREADS"]
-    run_videoqa.set_cpu_threads(training_args)  # the run's training threads
+    set_cpu_threads(training_args)  # the run's training threads
     run_threads = torch.get_num_threads()
     thread_counts = (
         [int(t) for t in args.threads.split(",")] if args.threads else sorted({run_threads, 1}, reverse=True)
     )
     device = pick_device("auto")  # the default run trains on the GPU when there is one
     env = environment(device)
-    batch_size = training_args.per_device_train_batch_size
-    default_workers = training_args.dataloader_num_workers
-    grouped = data_args.group_by_video  # resolved by DataArguments: on for the synthetic set, off otherwise
-    sampling = data_args.train_sampling
+    batch_size = DEFAULT_RUN["batch_size"]
+    default_workers = DEFAULT_RUN["workers"]
+    grouped = DEFAULT_RUN["group_by_video"]
+    sampling = DEFAULT_RUN["train_sampling"]
     t0 = time.perf_counter()
-    train_ds = run_videoqa.load_split(data_args, data_args.train_split)
-    model, processor = run_videoqa.build_model_and_processor(model_args, data_args, train_ds)
+    train_ds = load_synthetic_videoqa("train")
+    config = load_preset(DEFAULT_RUN["preset"])
+    tokenizer = build_wordpiece_tokenizer(vocabulary_words(train_ds))
+    match_config_to_tokenizer(config, tokenizer)
+    processor = MCGProcessor(video_processor=video_processor_for(config.vision_config), tokenizer=tokenizer)
+    model = MCGForVideoQuestionAnswering(config)
     print(f"synthetic set and model ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    collator = run_videoqa.VideoQACollator(
-        processor,
-        sampling,
-        data_args.on_corrupt_video,
-        data_args.blank_video,
-        data_args.do_augment,
-        cache_clips=data_args.cache_clips,
-    )
+    collator = VideoQACollator(processor, sampling, cache_clips=DEFAULT_RUN["cache_clips"])
     video = processor.video_processor
     size = f"{video.size.height}x{video.size.width}" if getattr(video.size, "height", None) else str(video.size)
     num_videos = len(set(train_ds["video"]))
-    print(f"default run: {model_args.hub_config or 'mcg-tiny'}, {video.num_frames} frames of {size} px, "
-          f"sampling {sampling}, cache_clips {data_args.cache_clips}, group_by_video {grouped}, batch {batch_size}, "
+    print(f"default run: {DEFAULT_RUN['preset']}, {video.num_frames} frames of {size} px, "
+          f"sampling {sampling}, cache_clips {DEFAULT_RUN['cache_clips']}, group_by_video {grouped}, batch {batch_size}, "
           f"{default_workers} worker(s), {run_threads} training threads; {len(train_ds)} training questions on "
           f"{num_videos} videos", flush=True)  # fmt: skip
 
@@ -224,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
     # the default model's train step (Trainer's default optimizer: fused AdamW) on real batches
     model.to(device).train()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=training_args.learning_rate, weight_decay=training_args.weight_decay, fused=True
+        model.parameters(), lr=DEFAULT_RUN["learning_rate"], weight_decay=DEFAULT_RUN["weight_decay"], fused=True
     )
 
     def train_step(batch):
@@ -291,11 +317,11 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
         "repetitions": reps,
         "default_run": {
-            "model": model_args.hub_config or "mcg-tiny",
+            "model": DEFAULT_RUN["preset"],
             "num_frames": video.num_frames,
             "size": size,
             "sampling": sampling,
-            "cache_clips": data_args.cache_clips,
+            "cache_clips": DEFAULT_RUN["cache_clips"],
             "group_by_video": grouped,
             "batch_size": batch_size,
             "dataloader_num_workers": default_workers,

@@ -10,71 +10,78 @@ ready for `examples/run_videoqa.py --model_name_or_path outputs/pretrain`:
         --video_dir /data/webvid/videos --hub_config mcg-base --tokenizer_name bert-base-uncased --num_frames 4 \
         --train_sampling headtail --learning_rate 1e-4 --per_device_train_batch_size 16
 
-The output folder holds an `MCGForPreTraining` checkpoint and the processor. `MCGForVideoQuestionAnswering` loads
-it directly (both keep the video encoder, question encoder, fusor and projections under `mcg.`); its answer
-decoder is new and the pretraining heads (`mlm_head`, `vtm_head`) are left out. Videos are decoded in the
-DataLoader workers by the collator, as in `run_videoqa.py`, whose argument handling, collator and trainer this
-script reuses.
+The output folder is an `MCGForPreTraining` checkpoint written by `modeling_mcg.save_for_hub` (processor, remote code,
+pipeline, model card). `MCGForVideoQuestionAnswering` (and `AutoModelForSeq2SeqLM`) load it directly: the video
+encoder, question encoder, fusor and projections come from here, the answer decoder is new and the pretraining heads
+(`mlm_head`, `vtm_head`) are left out.
 """
 
 import json
 import logging
-import math
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
-import torch
 import transformers
-from transformers import TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import set_seed
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run_videoqa.py sits next to this file
-
-from run_videoqa import TRAINING_DEFAULTS as VIDEOQA_TRAINING_DEFAULTS  # noqa: E402
-from run_videoqa import (  # noqa: E402
-    VideoQACollator,
-    VideoQATrainer,
-    _limit,
-    _parse_num_videos,
-    apply_config_overrides,
-    check_one_model_source,
-    match_config_to_tokenizer,
-    model_card_parts,
-    parse_script_args,
-    resolve_config,
-    set_cpu_threads,
-    stack_clips,
-    video_processor_for,
-    vocabulary_words,
-)
-
-from modeling_mcg import (  # noqa: E402
+from modeling_mcg import (
     MCGConfig,
     MCGForPreTraining,
     MCGProcessor,
     add_mcg_special_tokens,
     build_wordpiece_tokenizer,
+    save_for_hub,
 )
-from modeling_mcg.data.captions import load_caption_dataset, synthetic_captions  # noqa: E402
+from modeling_mcg.data.captions import load_caption_dataset, synthetic_captions
+from modeling_mcg.data.synthetic import load_synthetic_videoqa, num_videos_for_samples, parse_num_videos
+from modeling_mcg.training import (
+    PRETRAINING_LOSS_PARTS,
+    CaptionCollator,
+    MCGTrainingArguments,
+    PretrainingTrainer,
+    apply_config_overrides,
+    command_line,
+    load_preset,
+    match_config_to_tokenizer,
+    parse_args,
+    resolve_checkpoint,
+    set_cpu_threads,
+    training_summary,
+    video_processor_for,
+    vocabulary_words,
+    write_loss_plot,
+)
 
 logger = logging.getLogger("run_pretraining")
 
-LOSS_PARTS = ("loss_icl", "loss_tcl", "loss_mlm", "loss_vtm")
 LOSS_WEIGHTS = ("icl_loss_weight", "tcl_loss_weight", "mlm_loss_weight", "vtm_loss_weight")
 
-# Defaults of the plain `python examples/run_pretraining.py` run (tiny preset, synthetic captions, 2-core CPU);
-# every one can be overridden on the command line.
-TRAINING_DEFAULTS = {
-    **VIDEOQA_TRAINING_DEFAULTS,
-    "output_dir": "outputs/pretrain",
-    "do_eval": False,
-    "per_device_eval_batch_size": 32,
-    "prediction_loss_only": True,  # evaluation reports the losses; no logits are gathered
-}
+# Defaults of the plain `python examples/run_pretraining.py` run (tiny preset, synthetic captions, 2-core CPU); every
+# one can be overridden on the command line.
+TRAINING_DEFAULTS = dict(
+    output_dir="outputs/pretrain",
+    do_train=True,
+    do_eval=False,
+    num_train_epochs=20,
+    learning_rate=7e-4,
+    weight_decay=0.01,
+    warmup_steps=0.05,
+    lr_scheduler_type="cosine",
+    per_device_train_batch_size=32,
+    per_device_eval_batch_size=32,
+    logging_steps=20,
+    save_strategy="epoch",
+    save_total_limit=1,
+    eval_strategy="no",
+    prediction_loss_only=True,  # evaluation reports the losses; no logits are gathered
+    report_to="none",
+    remove_unused_columns=False,
+    dataloader_num_workers=1,
+    seed=42,
+)
 
 
 @dataclass
@@ -82,43 +89,27 @@ class ModelArguments:
     """Which model to start from, and the pretraining objectives."""
 
     hub_config: str | None = field(
-        default=None,
-        metadata={
-            "help": "Preset name from the repo's hub_configs/ (mcg-tiny, mcg-base). Default: mcg-tiny when "
-            "neither --config_file nor --model_name_or_path is given."
-        },
+        default=None, metadata={"help": "Preset (mcg-tiny, mcg-base, ...). Default: mcg-tiny without a model source."}
     )
     config_file: str | None = field(default=None, metadata={"help": "Path to an MCGConfig JSON (train from scratch)."})
     model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Checkpoint folder (model + processor) to continue from; its heads are kept when present."},
+        default=None, metadata={"help": "Checkpoint folder to continue from; its heads are kept when present."}
     )
     tokenizer_name: str | None = field(
         default=None,
-        metadata={
-            "help": "BERT tokenizer folder/name for a from-scratch model (e.g. bert-base-uncased for mcg-base); "
-            "[DEC]/[ENC] are added. Default: a WordPiece vocabulary built from the captions (and, for the "
-            "synthetic captions, the synthetic questions and answers, so the folder fine-tunes on them)."
-        },
-    )
-    max_vocabulary_words: int = field(
-        default=20000, metadata={"help": "Most frequent caption words kept in a vocabulary built from the data."}
-    )
+        metadata={"help": "BERT tokenizer for a from-scratch model; [DEC]/[ENC] are added. Default: a WordPiece "
+                  "vocabulary built from the captions (and, for the synthetic captions, the synthetic questions and "
+                  "answers, so the folder fine-tunes on them)."},
+    )  # fmt: skip
+    max_vocabulary_words: int = field(default=20000, metadata={"help": "Most frequent caption words kept."})
     config_overrides: str | None = field(
-        default=None,
-        metadata={
-            "help": "For a from-scratch model: comma-separated config edits, dotted for sub-configs, e.g. "
-            "'initializer_range=0.1,mlm_probability=0.2'."
-        },
+        default=None, metadata={"help": "From-scratch config edits, e.g. 'initializer_range=0.1,mlm_probability=0.2'."}
     )
     attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, ... (default: sdpa)."})
     icl_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the instance-level contrast (ICL)."})
     tcl_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the token-level contrast (TCL)."})
     mlm_loss_weight: float = field(default=1.0, metadata={"help": "Weight of masked language modelling (MLM)."})
-    use_vtm: bool = field(
-        default=False,
-        metadata={"help": "Add video-text matching with in-batch hard negatives (needs >= 2 pairs per batch)."},
-    )
+    use_vtm: bool = field(default=False, metadata={"help": "Add video-text matching (in-batch hard negatives)."})
     vtm_loss_weight: float = field(default=1.0, metadata={"help": "Weight of VTM when --use_vtm is on."})
 
 
@@ -128,27 +119,17 @@ class DataArguments:
 
     train_file: str | None = field(
         default=None,
-        metadata={
-            "help": "Caption file: a WebVid csv (videoid,contentUrl,duration,page_dir,name), a csv with video and "
-            "caption columns, or a .jsonl/.json list of {video, caption}. Default: the synthetic set's captions."
-        },
-    )
-    validation_file: str | None = field(default=None, metadata={"help": "Caption file for --do_eval."})
+        metadata={"help": "Caption file: a WebVid csv, a csv with video and caption columns, or a .jsonl/.json list of "
+                  "{video, caption}. Default: the synthetic set's captions."},
+    )  # fmt: skip
+    validation_file: str | None = field(default=None, metadata={"help": "Caption file for evaluation."})
     video_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder the video names are relative to; WebVid videos are <video_dir>/<page_dir>/<videoid>.mp4 "
-            "(or <video_dir>/<videoid>.mp4). Default: the caption file's folder."
-        },
+        default=None, metadata={"help": "Folder the video names are relative to (default: the caption file's)."}
     )
-    on_missing_video: str = field(
-        default="raise", metadata={"help": "raise: fail when a listed video does not exist; skip: drop those pairs."}
-    )
+    on_missing_video: str = field(default="raise", metadata={"help": "raise or skip pairs whose video is missing."})
     train_split: str = field(default="train", metadata={"help": "Synthetic split to pretrain on."})
-    eval_split: str = field(default="validation", metadata={"help": "Synthetic split for --do_eval."})
-    synthetic_cache_dir: str | None = field(
-        default=None, metadata={"help": "Cache folder of the synthetic set (default $MCG_CACHE or ~/.cache)."}
-    )
+    eval_split: str = field(default="validation", metadata={"help": "Synthetic split for evaluation."})
+    synthetic_cache_dir: str | None = field(default=None, metadata={"help": "Synthetic set cache (default ~/.cache)."})
     synthetic_num_videos: str | None = field(
         default=None, metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 2400/100/100)."}
     )
@@ -156,40 +137,40 @@ class DataArguments:
     train_sampling: str = field(default="rand", metadata={"help": "uniform, rand, headtail (official) or fps."})
     eval_sampling: str = field(default="uniform", metadata={"help": "uniform, rand, headtail or fps."})
     image_size: int | None = field(default=None, metadata={"help": "Frame side in px (default: the config's)."})
-    do_augment: bool = field(
-        default=False, metadata={"help": "Random resized crop + flip + jitter in training (mirrors left/right!)."}
-    )
-    max_caption_length: int = field(
-        default=30, metadata={"help": "Tokens per caption including [ENC] and [SEP] (the official 30)."}
-    )
-    max_train_samples: int | None = field(default=None)
-    max_eval_samples: int | None = field(default=None)
-    on_corrupt_video: str = field(
-        default="skip", metadata={"help": "skip: drop a pair whose video cannot be decoded (counted); raise."}
-    )
+    do_augment: bool = field(default=False, metadata={"help": "Random resized crop + flip + jitter in training."})
+    max_caption_length: int = field(default=30, metadata={"help": "Tokens per caption incl. [ENC] and [SEP]."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training pairs."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N evaluation pairs."})
+    on_corrupt_video: str = field(default="skip", metadata={"help": "skip (count and drop) or raise."})
+
+    def synthetic_num_videos_dict(self) -> dict[str, int] | None:
+        if self.synthetic_num_videos is not None:
+            return parse_num_videos(self.synthetic_num_videos)
+        if self.max_train_samples or self.max_eval_samples:  # one caption per video
+            counts = num_videos_for_samples({})
+            for split, limit in ((self.train_split, self.max_train_samples), (self.eval_split, self.max_eval_samples)):
+                if limit:
+                    counts[split] = min(counts[split], limit)
+            return counts
+        return None
 
 
-def parse_args(args: list[str] | None):
-    return parse_script_args((ModelArguments, DataArguments, TrainingArguments), TRAINING_DEFAULTS, args)
-
-
-# ---------------------------------------------------------------------------------------------------- data
-
-
-def load_captions(data_args: DataArguments, split: str) -> datasets.Dataset:
-    """The (video, caption) pairs of `split` ("train" or "eval") from the caption file or the synthetic set."""
+def load_captions(data_args: DataArguments, split: str, limit: int | None) -> datasets.Dataset:
+    """The first `limit` (video, caption) pairs of `split` ("train" or "eval"), from the files or the synthetic set."""
     path = data_args.train_file if split == "train" else data_args.validation_file
     if data_args.train_file is None:
         if path is not None:
             raise ValueError("--validation_file needs --train_file (without it both come from the synthetic set).")
-        return synthetic_captions(
+        ds = synthetic_captions(
             split=data_args.train_split if split == "train" else data_args.eval_split,
             cache_dir=data_args.synthetic_cache_dir,
-            num_videos=_parse_num_videos(data_args.synthetic_num_videos),
+            num_videos=data_args.synthetic_num_videos_dict(),
         )
-    if path is None:
-        raise ValueError("--do_eval with --train_file needs --validation_file.")
-    return load_caption_dataset(path, video_dir=data_args.video_dir, on_missing=data_args.on_missing_video)
+    elif path is None:
+        raise ValueError("Evaluation with --train_file needs --validation_file.")
+    else:
+        ds = load_caption_dataset(path, video_dir=data_args.video_dir, on_missing=data_args.on_missing_video)
+    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
 
 
 def caption_words(captions: list[str], max_words: int) -> list[str]:
@@ -199,302 +180,146 @@ def caption_words(captions: list[str], max_words: int) -> list[str]:
     return [word for word, _ in counts.most_common(max_words)]
 
 
-class CaptionCollator(VideoQACollator):
-    """Decodes a batch's videos (in the DataLoader worker) and tokenises the captions.
-
-    Captions become `[ENC] caption [SEP]`, the layout of a question, so that the question encoder reads the same
-    first token in pretraining and in fine-tuning; `word_ids` maps every token to its word for TCL (sub-word
-    pieces share one word, `[SEP]` is a word of its own, `[ENC]` and padding are -1). Undecodable videos are
-    skipped and counted or re-raised as in `VideoQACollator`. With `min_pairs` (2 for VTM, whose negatives are
-    in-batch), a batch left with fewer pairs is dropped (the trainer turns it into a zero-loss step).
-    """
-
-    def __init__(
-        self, processor, sampling, max_caption_length=30, on_corrupt_video="skip", do_augment=False, min_pairs=1
-    ):
-        super().__init__(processor, sampling, on_corrupt_video=on_corrupt_video, do_augment=do_augment)
-        if max_caption_length < 3:
-            raise ValueError(f"max_caption_length must be >= 3 ([ENC], a token, [SEP]); got {max_caption_length}.")
-        self.max_caption_length = max_caption_length
-        self.min_pairs = min_pairs
-
-    def encode_captions(self, captions: list[str]) -> dict[str, torch.Tensor]:
-        processor = self.processor
-        encoded = processor.tokenizer(
-            captions, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False
-        )
-        keep = self.max_caption_length - 2
-        sequences, words = [], []
-        for i, ids in enumerate(encoded["input_ids"]):
-            word_of = [-1 if w is None else w for w in encoded.word_ids(i)[:keep]]
-            sequences.append([processor.enc_token_id, *ids[:keep], processor.eos_token_id])
-            words.append([-1, *word_of, max(word_of, default=-1) + 1])  # [SEP]: the word after the last one
-        length = max(len(s) for s in sequences)
-        pad = processor.pad_token_id
-        return {
-            "input_ids": torch.tensor([s + [pad] * (length - len(s)) for s in sequences]),
-            "attention_mask": torch.tensor([[1] * len(s) + [0] * (length - len(s)) for s in sequences]),
-            "word_ids": torch.tensor([w + [-1] * (length - len(w)) for w in words]),
-        }
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        kept, clips, video_index = self.decode_rows(rows)
-        clips = [clips[i] for i in video_index.tolist()]  # one clip per caption: pre-training pairs are per row
-        skipped = torch.tensor(len(rows) - len(kept))
-        if len(kept) < self.min_pairs:
-            if kept:
-                logger.warning(
-                    f"Dropped a batch with {len(kept)} decodable pair(s): video-text matching needs "
-                    f"{self.min_pairs} per batch."
-                )
-            return {"num_skipped_videos": skipped}
-        pixels, frame_mask = stack_clips(clips)
-        batch = self.encode_captions([row["caption"] for row in kept])
-        batch.update(pixel_values_videos=pixels, video_frame_mask=frame_mask, num_skipped_videos=skipped)
-        return batch
-
-
-# ---------------------------------------------------------------------------------------------------- model
-
-
-def pretraining_loss_weights(model_args: ModelArguments) -> dict[str, float]:
-    return {
+def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, train_ds: datasets.Dataset):
+    """The model with the pretraining loss weights set, its processor, and the loss weights of the starting config
+    (written back into the saved config, so that fine-tuning starts with them)."""
+    attn = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    weights = {
         "icl_loss_weight": model_args.icl_loss_weight,
         "tcl_loss_weight": model_args.tcl_loss_weight,
         "mlm_loss_weight": model_args.mlm_loss_weight,
         "vtm_loss_weight": model_args.vtm_loss_weight if model_args.use_vtm else 0.0,
     }
-
-
-def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, train_ds: datasets.Dataset):
-    """The model with the pretraining loss weights set, its processor, and the loss weights of the starting config
-    (written back into the saved config, so that fine-tuning starts with them)."""
-    attn = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-    weights = pretraining_loss_weights(model_args)
     if model_args.model_name_or_path is not None:
         if model_args.config_overrides:
             raise ValueError("--config_overrides applies to from-scratch models, not to --model_name_or_path.")
         start = MCGConfig.from_pretrained(model_args.model_name_or_path)
         processor = MCGProcessor.from_pretrained(model_args.model_name_or_path)
         model = MCGForPreTraining.from_pretrained(model_args.model_name_or_path, **weights, **attn)
-        vision = model.config.vision_config
-        if data_args.image_size not in (None, vision.image_size):
-            raise ValueError(f"--image_size {data_args.image_size} differs from the checkpoint's {vision.image_size}.")
+        if data_args.image_size not in (None, model.config.vision_config.image_size):
+            raise ValueError(f"--image_size {data_args.image_size} differs from the checkpoint's.")
         if data_args.num_frames is not None:
             processor.video_processor.num_frames = data_args.num_frames
     else:
-        start = apply_config_overrides(resolve_config(model_args), model_args.config_overrides)
-        vision = start.vision_config
+        start = apply_config_overrides(
+            load_preset(model_args.config_file or model_args.hub_config or "mcg-tiny"), model_args.config_overrides
+        )
         if data_args.num_frames is not None:
-            vision.num_frames = data_args.num_frames
+            start.vision_config.num_frames = data_args.num_frames
         if data_args.image_size is not None:
-            vision.image_size = data_args.image_size
+            start.vision_config.image_size = data_args.image_size
         if model_args.tokenizer_name is not None:
             tokenizer = transformers.AutoTokenizer.from_pretrained(model_args.tokenizer_name)
             add_mcg_special_tokens(tokenizer)
         else:
             words = caption_words(train_ds["caption"], model_args.max_vocabulary_words)
             if data_args.train_file is None:  # the folder will be fine-tuned on the synthetic questions
-                from modeling_mcg.data.synthetic import load_synthetic_videoqa
-
                 qa = load_synthetic_videoqa(
                     data_args.train_split,
                     cache_dir=data_args.synthetic_cache_dir,
-                    num_videos=_parse_num_videos(data_args.synthetic_num_videos),
+                    num_videos=data_args.synthetic_num_videos_dict(),
                 )
                 words = list(dict.fromkeys([*words, *vocabulary_words(qa)]))
             tokenizer = build_wordpiece_tokenizer(words)
         match_config_to_tokenizer(start, tokenizer)
-        processor = MCGProcessor(video_processor=video_processor_for(vision), tokenizer=tokenizer)
-        config = MCGConfig.from_dict({**start.to_dict(), **weights})  # re-validates
-        model = MCGForPreTraining._from_config(config, **attn)
+        processor = MCGProcessor(video_processor=video_processor_for(start.vision_config), tokenizer=tokenizer)
+        model = MCGForPreTraining._from_config(MCGConfig.from_dict({**start.to_dict(), **weights}), **attn)
     max_positions = model.config.question_config.max_position_embeddings
     if data_args.max_caption_length > max_positions:
-        raise ValueError(
-            f"--max_caption_length {data_args.max_caption_length} exceeds the question encoder's "
-            f"{max_positions} positions."
-        )
+        raise ValueError(f"--max_caption_length {data_args.max_caption_length} exceeds the {max_positions} positions.")
     return model, processor, {name: getattr(start, name) for name in LOSS_WEIGHTS}
 
 
-# ---------------------------------------------------------------------------------------------------- trainer
-
-
-class PretrainingTrainer(VideoQATrainer):
-    """`VideoQATrainer` with the pretraining loss parts; evaluation logs them too (`eval_loss_icl`, ...)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, loss_parts=LOSS_PARTS, **kwargs)
-        self._eval_sums = torch.zeros(len(LOSS_PARTS), dtype=torch.float64)
-        self._eval_counts = torch.zeros(len(LOSS_PARTS), dtype=torch.float64)
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if not model.training and outputs is not None:
-            for i, name in enumerate(LOSS_PARTS):
-                if outputs.get(name) is not None:
-                    self._eval_sums[i] += outputs[name].detach().float().item()
-                    self._eval_counts[i] += 1
-        return (loss, outputs) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "eval_loss" in logs:
-            local = torch.cat([self._eval_sums, self._eval_counts])
-            total = self.accelerator.gather(local.to(self.accelerator.device)[None]).sum(0).cpu()
-            self._eval_sums.zero_()
-            self._eval_counts.zero_()
-            n = len(LOSS_PARTS)
-            for name, value, count in zip(LOSS_PARTS, total[:n].tolist(), total[n:].tolist()):
-                if count:
-                    logs[f"eval_{name}"] = round(value / count, 4)
-        super().log(logs, start_time)
-
-
-# ---------------------------------------------------------------------------------------------------- outputs
-
-
-def write_loss_plot(output_dir: Path, log_history: list[dict]) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    logs = [entry for entry in log_history if "loss" in entry and "step" in entry]
-    if not logs:
-        return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    steps = [entry["step"] for entry in logs]
-    ax.plot(steps, [entry["loss"] for entry in logs], label="loss", marker=".")
-    for part in LOSS_PARTS:
-        if any(part in entry for entry in logs):
-            ax.plot(steps, [entry.get(part, math.nan) for entry in logs], label=part, linestyle="--")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Pretraining loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(output_dir / "loss_curve.png", dpi=100)
-    plt.close(fig)
-    return ["loss_curve.png"]
-
-
-def write_model_card(output_dir: Path, model_args, data_args, training_args, weights, metrics, plots, argv) -> None:
-    preset, command, rows, images = model_card_parts("run_pretraining.py", model_args, argv, metrics, plots)
-    data = data_args.train_file or f"synthetic captions ({data_args.train_split} split)"
-    objectives = ", ".join(f"{name.removesuffix('_loss_weight').upper()} × {w}" for name, w in weights.items() if w)
-    card = f"""---
-library_name: transformers
-tags:
-- mcg
-- video-text-pretraining
----
-
-# MCG pretrained on video–caption pairs
-
-MCG (arXiv 2410.09379) pretrained with `examples/run_pretraining.py` from `{preset}` on {data}: {objectives}.
-The folder is an `MCGForPreTraining` checkpoint with its processor. `config.json` carries the loss weights of
-the starting config (the fine-tuning defaults), not the pretraining weights above.
-
-## Fine-tune
-
-```bash
-python examples/run_videoqa.py --model_name_or_path path/to/this/folder
-```
-
-`MCGForVideoQuestionAnswering.from_pretrained` takes the video encoder, question encoder, fusor and projections
-from here; the answer decoder starts from scratch (its keys are reported as newly initialised).
-
-## Training
-
-- frames: {data_args.num_frames or "config default"} ({data_args.train_sampling} sampling), captions up to
-  {data_args.max_caption_length} tokens
-- epochs {training_args.num_train_epochs}, max_steps {training_args.max_steps}, learning rate
-  {training_args.learning_rate}, batch size {training_args.per_device_train_batch_size} per device, seed
-  {training_args.seed}
-- command: `{command}`
-
-| metric | value |
-|---|---|
-{rows}
-
-{images}
-"""
-    (output_dir / "README.md").write_text(card, encoding="utf-8")
-
-
-# ---------------------------------------------------------------------------------------------------- main
-
-
 def main(args: list[str] | None = None) -> dict[str, Any]:
-    """Pretrain (and optionally evaluate the losses); returns the metrics, the model and the trainer."""
-    model_args, data_args, training_args = parse_args(args)
+    """Pretrain (and optionally evaluate the losses); returns the metrics, the model, the trainer and the processor."""
+    model_args, data_args, training_args = parse_args(
+        (ModelArguments, DataArguments, MCGTrainingArguments), TRAINING_DEFAULTS, args
+    )
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-    check_one_model_source(model_args)
+    if sum(x is not None for x in (model_args.hub_config, model_args.config_file, model_args.model_name_or_path)) > 1:
+        raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
     if model_args.use_vtm and training_args.per_device_train_batch_size < 2:
         raise ValueError("--use_vtm draws in-batch negatives: use --per_device_train_batch_size >= 2.")
+    # 1. The output folder: never replace a finished model silently; resume an interrupted run.
+    checkpoint = resolve_checkpoint(training_args, model_args.model_name_or_path)
+    output_dir = Path(training_args.output_dir)
     set_cpu_threads(training_args)
     set_seed(training_args.seed)
-    output_dir = Path(training_args.output_dir)
 
-    train_ds = _limit(load_captions(data_args, "train"), data_args.max_train_samples)
-    eval_ds = _limit(load_captions(data_args, "eval"), data_args.max_eval_samples) if training_args.do_eval else None
+    # 2. Data: (video, caption) pairs; evaluation pairs for --do_eval or --eval_strategy.
+    train_ds = load_captions(data_args, "train", data_args.max_train_samples)
+    evaluating = training_args.do_eval or training_args.eval_strategy != "no"
+    eval_ds = load_captions(data_args, "eval", data_args.max_eval_samples) if evaluating else None
     logger.info(f"{len(train_ds)} training pairs" + (f", {len(eval_ds)} evaluation pairs" if eval_ds else ""))
 
+    # 3. Model and processor, with the pretraining loss weights.
     model, processor, finetune_weights = build_model_and_processor(model_args, data_args, train_ds)
     min_pairs = 2 if model_args.use_vtm else 1
 
-    def collator(sampling: str, do_augment: bool = False) -> CaptionCollator:
-        return CaptionCollator(
-            processor, sampling, data_args.max_caption_length, data_args.on_corrupt_video, do_augment, min_pairs
-        )
-
+    # 4. Trainer: decoding collators (training sampling + augmentation; evaluation sampling), loss parts logged.
     trainer = PretrainingTrainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
-        data_collator=collator(data_args.train_sampling, data_args.do_augment),
+        eval_dataset=eval_ds,
+        data_collator=CaptionCollator(processor, data_args.train_sampling, data_args.max_caption_length,
+                                      data_args.on_corrupt_video, data_args.do_augment, min_pairs),
+        eval_collator=CaptionCollator(processor, data_args.eval_sampling, data_args.max_caption_length,
+                                      data_args.on_corrupt_video, False, min_pairs),
         processing_class=processor,
-    )
+    )  # fmt: skip
 
+    # 5. Training (resumed from `checkpoint` when there is one), then the evaluation losses.
     metrics: dict[str, Any] = {}
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint
-        if checkpoint == "last":
-            checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-            if checkpoint is None:
-                raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {output_dir}.")
-            logger.info(f"Resuming from {checkpoint}")
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.gather_training_stats()  # skips after the last log
         metrics.update(train_result.metrics, train_skipped_videos=trainer.skipped_videos)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()
-
     if training_args.do_eval:
-        trainer.data_collator = collator(data_args.eval_sampling)
         eval_metrics = trainer.evaluate(eval_ds)
         trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
 
-    # The saved config gets the starting config's loss weights back: the folder is for fine-tuning, where they
-    # switch the auxiliary contrast of MCGForVideoQuestionAnswering (off in the presets). Continuing pretraining
-    # with this script sets the pretraining weights again from its arguments.
-    pretraining_weights = {name: getattr(model.config, name) for name in LOSS_WEIGHTS}
-    for name, value in finetune_weights.items():
-        setattr(model.config, name, value)
-    trainer.save_model(str(output_dir))  # every rank (it may synchronise); the main process writes
-    for name, value in pretraining_weights.items():
-        setattr(model.config, name, value)
+    # 6. The output folder (main process). The saved config gets the starting config's loss weights back: the folder
+    # is for fine-tuning, where they switch the auxiliary contrast of MCGForVideoQuestionAnswering (off in the
+    # presets). Continuing pretraining with this script sets the pretraining weights again from its arguments.
+    final_model = trainer.accelerator.unwrap_model(trainer.model)
+    pretraining_weights = {name: getattr(final_model.config, name) for name in LOSS_WEIGHTS}
     if trainer.is_world_process_zero():
-        plots = write_loss_plot(output_dir, trainer.state.log_history)
-        argv = sys.argv[1:] if args is None else list(args)
-        write_model_card(output_dir, model_args, data_args, training_args, pretraining_weights, metrics, plots, argv)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        plots = write_loss_plot(output_dir, trainer.state.log_history, PRETRAINING_LOSS_PARTS, "Pretraining loss")
+        objectives = ", ".join(
+            f"{n.removesuffix('_loss_weight').upper()} x {w}" for n, w in pretraining_weights.items() if w
+        )
+        data = data_args.train_file or f"synthetic captions ({data_args.train_split} split)"
+        lines = [f"pretraining on {data}: {objectives}; `config.json` holds the fine-tuning loss weights",
+                 f"frames: {processor.video_processor.num_frames} ({data_args.train_sampling} sampling), captions "
+                 f"up to {data_args.max_caption_length} tokens"]  # fmt: skip
+        for name, value in finetune_weights.items():
+            setattr(final_model.config, name, value)
+        save_for_hub(
+            final_model,
+            processor,
+            output_dir,
+            metrics=metrics or None,
+            preset=model_args.model_name_or_path or model_args.config_file or model_args.hub_config or "mcg-tiny",
+            dataset="synthetic" if data_args.train_file is None else None,
+            base_model=model_args.model_name_or_path,
+            command=command_line("run_pretraining.py", args),
+            training=training_summary(training_args, lines) if training_args.do_train else None,
+            plots=plots,
+            model_card_extra="A pretrained checkpoint: its answer decoder is untrained, so fine-tune it "
+            "(`python examples/run_videoqa.py --model_name_or_path FOLDER`) before using its answers.",
+        )
+        for name, value in pretraining_weights.items():
+            setattr(final_model.config, name, value)
         with open(output_dir / "pretraining_loss_weights.json", "w", encoding="utf-8") as handle:
             json.dump(pretraining_weights, handle, indent=2)
     trainer.accelerator.wait_for_everyone()
-    return {"metrics": metrics, "model": model, "trainer": trainer, "processor": processor}
+    return {"metrics": metrics, "model": final_model, "trainer": trainer, "processor": processor}
 
 
 if __name__ == "__main__":
