@@ -332,6 +332,11 @@ class MCGConfig(PreTrainedConfig):
             sub_config.bos_token_id = self.bos_token_id
             sub_config.eos_token_id = self.eos_token_id
             sub_config.decoder_start_token_id = self.decoder_start_token_id
+        # A saved folder's `custom_pipelines` is for users without this package (remote code). Where the package is
+        # imported, its registered "video-question-answering" pipeline serves the task, and keeping the entry would
+        # make transformers' pipeline() ask for trust_remote_code; the remote-code copy of this file keeps it.
+        if __name__ == "modeling_mcg.configuration_mcg":
+            self.__dict__.pop("custom_pipelines", None)
 
 
 __all__ = ["MCGConfig", "MCGVisionConfig", "MCGTextConfig", "MCGQuestionConfig", "MCGDecoderConfig"]

@@ -8,12 +8,12 @@ only installed packages: no sibling or package imports. Usage:
     pipe = pipeline("video-question-answering", model=folder, trust_remote_code=True)  # package not installed
     pipe("clip.mp4", question="what is the man doing?", top_k=3)
     # -> [{"answer": "cooking", "score": 0.61}, {"answer": "eating", "score": 0.2}, ...]
+    pipe(video="clip.mp4", question=["what is he doing?", "where is he?"])  # one video, several questions
     pipe("clip.mp4", question="what is he doing?", candidate_answers=["cooking", "running"])
     pipe([{"video": "a.mp4", "question": "..."}, {"video": frames, "question": "..."}], batch_size=2)
 
-A folder saved with `custom_pipelines` in its config makes `pipeline("video-question-answering", model=folder)`
-ask for `trust_remote_code=True` even when the package is imported (transformers takes its custom-task branch);
-pass `pipeline_class=VideoQuestionAnsweringPipeline` to use the local class without remote code.
+A folder written by `save_for_hub` declares this pipeline in `custom_pipelines` for users without the package; with
+the package imported, the loaded config leaves that entry out, so the registered class is used without remote code.
 """
 
 from typing import Any
@@ -147,19 +147,35 @@ class VideoQuestionAnsweringPipeline(Pipeline):
 
     # ------------------------------------------------------------------ call
 
-    def __call__(self, inputs=None, question=None, *, subtitles=None, candidate_answers=None, **kwargs):
+    def __call__(self, inputs=None, question=None, *, video=None, subtitles=None, candidate_answers=None, **kwargs):
         """Answer `question` about `inputs` (a video, a dict, or a list of either); see the class docstring.
 
-        For a list of videos, `question`, `subtitles` and `candidate_answers` may be a single value for all videos
-        or a list with one entry per video.
+        The video may also be given as `video=`. For a list of videos, `question`, `subtitles` and
+        `candidate_answers` may be a single value for all videos or a list with one entry per video; one video with
+        a list of questions answers each question about that video.
         """
+        if video is not None:
+            if inputs is not None:
+                raise ValueError("Pass the video once: as the first argument or as video=..., not both.")
+            inputs = video
         if inputs is None:
-            raise ValueError("No video given: pass a video (path, bytes, array or frames) or {'video', 'question'}.")
-        batched = isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(isinstance(x, dict) for x in inputs)
-        batched = batched or _is_batch_of_videos(inputs)
-        items = list(inputs) if batched else [inputs]
+            raise ValueError(
+                "No video given: pass a video (path, bytes, array or frames) as the first argument or video=..., "
+                "or an input like {'video': ..., 'question': ...}."
+            )
         if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
             raise ValueError("inputs is an empty list; pass at least one video.")
+        if isinstance(question, (list, tuple)) and len(question) == 0:
+            raise ValueError("question is an empty list; pass at least one question.")
+        if isinstance(candidate_answers, (list, tuple)) and len(candidate_answers) == 0:
+            raise ValueError(
+                "candidate_answers is empty; pass at least one candidate answer, or leave it out for open-ended answers."
+            )
+        batched = isinstance(inputs, (list, tuple)) and all(isinstance(x, dict) for x in inputs)
+        batched = batched or _is_batch_of_videos(inputs)
+        items = list(inputs) if batched else [inputs]
+        if not batched and isinstance(question, (list, tuple)) and not isinstance(inputs, dict):
+            items, batched = [inputs] * len(question), True  # one video, several questions: ask each about it
         count = len(items)
         questions = _per_input(question, count, "question", lambda v: isinstance(v, str))
         subtitle_list = _per_input(subtitles, count, "subtitles", lambda v: isinstance(v, str))
@@ -203,7 +219,10 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         if candidates is None:
             candidates = defaults.get("candidate_answers")
         if candidates is not None and not _is_candidate_list(candidates):
-            raise ValueError(f"candidate_answers must be a non-empty list of strings; got {candidates!r}.")
+            raise ValueError(
+                f"candidate_answers must be a non-empty list of strings (leave it out for open-ended answers); got "
+                f"{candidates!r}."
+            )
         encoded = self.processor(
             videos=[record["video"]],
             text=[question],

@@ -105,7 +105,7 @@ def test_folder_layout_auto_map_and_custom_pipeline(saved):
         "## Intended use",
         "## Limitations",
         "trust_remote_code=True",
-        "pipeline_class=VideoQuestionAnsweringPipeline",
+        "license: apache-2.0",
         "Trained on synthetic clips.",
     ):
         assert expected in card, expected
@@ -115,14 +115,14 @@ def test_local_load_without_trust_remote_code(saved, clip):
     model, processor, folder = saved
     register_pipeline()
     in_memory = pipeline(TASK, model=model, processor=processor)
-    loaded = pipeline(TASK, model=str(folder), pipeline_class=VideoQuestionAnsweringPipeline)
-    assert type(loaded.model) is type(model)
-    assert loaded(clip, question=QUESTION, top_k=2, max_new_tokens=4) == in_memory(
-        clip, question=QUESTION, top_k=2, max_new_tokens=4
-    )
-    # the documented pitfall: a folder with custom_pipelines asks for trust_remote_code without pipeline_class
-    with pytest.raises(ValueError, match="trust_remote_code"):
-        pipeline(TASK, model=str(folder))
+    expected = in_memory(clip, question=QUESTION, top_k=2, max_new_tokens=4)
+    # the folder declares the pipeline as remote code, yet with the package imported neither trust_remote_code
+    # nor pipeline_class is needed: the registered local class is used
+    loaded = pipeline(TASK, model=str(folder))
+    assert type(loaded) is VideoQuestionAnsweringPipeline and type(loaded.model) is type(model)
+    assert loaded(clip, question=QUESTION, top_k=2, max_new_tokens=4) == expected
+    explicit = pipeline(TASK, model=str(folder), pipeline_class=VideoQuestionAnsweringPipeline)
+    assert explicit(clip, question=QUESTION, top_k=2, max_new_tokens=4) == expected
 
 
 def test_remote_code_load_without_the_package(saved, clip, tmp_path):

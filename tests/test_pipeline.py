@@ -210,3 +210,39 @@ def test_bad_options_are_rejected(pipe):
         pipe(_video(9), question=QUESTION, top_k=0)
     with pytest.raises(ValueError, match="candidate_answers"):
         pipe({"video": _video(9), "question": QUESTION, "candidate_answers": "cooking"})
+
+
+def test_video_and_question_can_be_given_as_keywords(pipe, clip):
+    expected = pipe(clip, question=QUESTION, max_new_tokens=3)
+    assert pipe(video=clip, question=QUESTION, max_new_tokens=3) == expected
+    assert pipe(video=clip, question=QUESTION, candidate_answers=["cooking", "red dog"])[0]["answer"] in (
+        "cooking",
+        "red dog",
+    )
+    with pytest.raises(ValueError, match="Pass the video once"):
+        pipe(clip, video=clip, question=QUESTION)
+
+
+def test_one_video_with_a_list_of_questions_answers_each(pipe, clip):
+    questions = [QUESTION, "what is the dog doing?", "is the cat red?"]
+    answers = pipe(video=clip, question=questions, top_k=2, max_new_tokens=3)
+    assert len(answers) == len(questions)
+    for question, got in zip(questions, answers):
+        want = pipe(clip, question=question, top_k=2, max_new_tokens=3)
+        assert [item["answer"] for item in got] == [item["answer"] for item in want]
+        assert [item["score"] for item in got] == pytest.approx([item["score"] for item in want], abs=1e-5)
+    frames = [Image.fromarray(frame) for frame in _video(4)]  # a list of frames is one video, not a batch
+    assert len(pipe(frames, question=questions[:2], max_new_tokens=2)) == 2
+
+
+def test_empty_inputs_are_clear_errors(pipe, clip):
+    with pytest.raises(ValueError, match="candidate_answers is empty; pass at least one candidate"):
+        pipe(clip, question=QUESTION, candidate_answers=[])
+    with pytest.raises(ValueError, match="question is an empty list"):
+        pipe(clip, question=[])
+    with pytest.raises(ValueError, match="inputs is an empty list"):
+        pipe([], question=QUESTION)
+    with pytest.raises(ValueError, match="No video given"):
+        pipe(question=QUESTION)
+    with pytest.raises(ValueError, match="non-empty list of strings"):
+        pipe({"video": clip, "question": QUESTION, "candidate_answers": []})
