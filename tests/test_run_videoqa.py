@@ -461,3 +461,113 @@ def test_cpu_threads_leave_the_dataloader_workers_their_cores(monkeypatch, omp):
         assert torch.get_num_threads() == (1 if omp == "3" else 3)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def synthetic_with_validation(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("synthetic_validation")
+    load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 4, "validation": 2, "test": 2})
+    return cache
+
+
+def validation_args(cache, out, *extra):
+    return [
+        *base_args(cache, out),
+        "--synthetic_num_videos", "train=4,validation=2,test=2", "--max_steps", "-1", "--num_train_epochs", "2",
+        "--max_train_samples", "8", "--max_eval_samples", "6", "--eval_strategy", "epoch",
+        "--save_strategy", "epoch", "--load_best_model_at_end", "True", *extra,
+    ]  # fmt: skip
+
+
+def test_validation_every_epoch_keeps_the_best_model_by_answer_accuracy(synthetic_with_validation, tmp_path):
+    out = tmp_path / "validated"
+    result = run_videoqa.main(validation_args(synthetic_with_validation, out, "--learning_rate", "5e-3"))
+    trainer = result["trainer"]
+    evaluations = [h for h in trainer.state.log_history if "eval_accuracy" in h]
+    assert [h["epoch"] for h in evaluations] == [1.0, 2.0]
+    assert all(h["eval_samples"] == 6 and h["eval_loss"] > 0 for h in evaluations)
+    assert trainer.args.metric_for_best_model == "accuracy" and trainer.args.greater_is_better
+    assert trainer.state.best_metric == max(h["eval_accuracy"] for h in evaluations)
+    assert trainer.state.best_model_checkpoint is not None
+    # validation and test are different videos; the final test evaluation still runs on the test split
+    validation = load_synthetic_videoqa(
+        "validation", cache_dir=synthetic_with_validation, num_videos={"train": 4, "validation": 2, "test": 2}
+    )
+    predictions = read_jsonl(out / "predictions.jsonl")
+    assert not {p["question_id"] for p in predictions} & set(validation["question_id"])
+    assert (out / "loss_curve.png").is_file()
+
+    # --eval_split validation: the final evaluation on the validation split works too
+    out = tmp_path / "on_validation"
+    run_videoqa.main(validation_args(synthetic_with_validation, out, "--eval_split", "validation"))
+    predictions = read_jsonl(out / "predictions.jsonl")
+    assert [p["question_id"] for p in predictions] == validation["question_id"][:6]  # dataset order
+
+
+def test_validation_on_an_msrvtt_qa_fixture(tmp_path):
+    data = tmp_path / "msrvtt"
+    answers = ["guitar", "man", "red", "dog"]
+    (data / "videos").mkdir(parents=True)
+    for split, first in (("train", 0), ("val", 10), ("test", 20)):
+        rows = []
+        for v in range(first, first + 2):
+            write_video(data / "videos" / f"video{v}.mp4", num_frames=12, width=40, height=32)
+            for k, (question, answer_type) in enumerate((("what is he playing?", "what"), ("who plays?", "who"))):
+                rows.append({"question": question, "answer": answers[(v + k) % 4], "video_id": f"video{v}",
+                             "answer_type": answer_type})  # fmt: skip
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    result = run_videoqa.main(
+        [*base_args(tmp_path, out), "--dataset", "msrvtt-qa", "--data_dir", str(data), "--max_steps", "-1",
+         "--num_train_epochs", "2", "--eval_strategy", "epoch", "--save_strategy", "epoch",
+         "--load_best_model_at_end", "True", "--num_frames", "4"]
+    )  # fmt: skip
+    evaluations = [h for h in result["trainer"].state.log_history if "eval_accuracy" in h]
+    assert len(evaluations) == 2 and all(h["eval_samples"] == 4 for h in evaluations)
+    assert {"eval_accuracy_what", "eval_accuracy_who"} <= set(evaluations[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_samples"] == 4 and "test_mc_accuracy" not in metrics  # open-ended set: generation
+    _, card = (out / "README.md").read_text().split("---\n", 2)[1:]
+    assert "MSRVTT-QA" in card and "coloured shapes" not in card
+
+
+def _saved_figures(monkeypatch):
+    import matplotlib.figure
+
+    figures = []
+    original = matplotlib.figure.Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    return figures
+
+
+def test_loss_plot_shows_the_evaluation_curve(tmp_path, monkeypatch):
+    from modeling_mcg.training import write_loss_plot
+
+    figures = _saved_figures(monkeypatch)
+    history = [{"loss": 3.0, "step": 1}, {"loss": 2.0, "step": 2}, {"eval_loss": 2.5, "eval_accuracy": 0.1, "step": 2}]
+    assert write_loss_plot(tmp_path, history, ("loss_lm", "loss_icl")) == ["loss_curve.png"]
+    labels = {line.get_label(): list(line.get_ydata()) for line in figures[0].axes[0].get_lines()}
+    assert labels == {"training loss": [3.0, 2.0], "evaluation loss": [2.5]}  # no part logged, none drawn
+
+
+def test_accuracy_plot_has_counts_an_overall_line_and_chance(tmp_path, monkeypatch):
+    from modeling_mcg.training import write_accuracy_plot
+
+    figures = _saved_figures(monkeypatch)
+    records = [
+        {"answer_type": "color", "answer": "red", "choices": ["red", "blue", "green", "yellow"], "correct": True},
+        {"answer_type": "color", "answer": "blue", "choices": ["red", "blue", "green", "yellow"], "correct": False},
+        {"answer_type": "order", "answer": "yes", "choices": ["yes", "no"], "correct": True},
+    ]
+    assert write_accuracy_plot(tmp_path, records) == ["accuracy_per_type.png"]
+    ax = figures[0].axes[0]
+    assert sorted(text.get_text() for text in ax.texts) == ["n=1", "n=2"]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "chance" in legend and any(label.startswith("overall 0.667 (n=3)") for label in legend)
+    chance = ax.collections[0].get_offsets()[:, 1].tolist()
+    assert chance == pytest.approx([0.25, 0.5])
