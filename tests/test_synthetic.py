@@ -6,6 +6,7 @@ the module docstring, so a renderer, encoder or annotation bug shows up as a col
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections import Counter, defaultdict
@@ -386,3 +387,29 @@ def test_synthetic_set_is_reachable_through_the_dataset_dispatcher(tmp_path):
     dataset = load_videoqa_dataset("synthetic", str(tmp_path), "test", num_videos={"test": 2})
     assert dataset.features == VIDEOQA_FEATURES and len(dataset) > 0
     assert all(path.startswith(str(tmp_path)) for path in dataset["video"])
+
+
+def test_sample_limits_shrink_generation_and_generation_shows_progress(tmp_path, capfd):
+    from modeling_mcg.data.synthetic import num_videos_for_samples
+
+    assert num_videos_for_samples({"train": 200, "validation": 50, "test": 50}) == {
+        "train": 50, "validation": 13, "test": 13,
+    }  # fmt: skip
+    assert num_videos_for_samples({"train": None}) == {"train": 2400, "validation": 100, "test": 100}
+    with pytest.raises(ValueError, match="must be positive"):
+        num_videos_for_samples({"train": 0})
+
+    spec = importlib.util.spec_from_file_location(
+        "run_videoqa", Path(__file__).parent.parent / "examples" / "run_videoqa.py"
+    )
+    run_videoqa = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_videoqa)
+    cache = tmp_path / "cache"
+    run_videoqa.main(
+        ["--synthetic_cache_dir", str(cache), "--output_dir", str(tmp_path / "out"), "--max_train_samples", "12",
+         "--max_eval_samples", "5", "--max_steps", "1", "--per_device_train_batch_size", "4",
+         "--dataloader_num_workers", "0", "--save_strategy", "no", "--do_eval", "False"]
+    )  # fmt: skip
+    videos = sorted(path.parent.name for path in cache.rglob("*.mp4"))
+    assert videos == ["test"] * 2 + ["train"] * 3 + ["validation"] * 2  # not the 2,600 of the default set
+    assert "Generating synthetic videos: 100%" in capfd.readouterr().err
