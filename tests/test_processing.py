@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -341,3 +342,19 @@ def test_auto_processor_classes_are_registered_on_import(tmp_path):
     MCGConfig().save_pretrained(tmp_path)
     assert isinstance(AutoProcessor.from_pretrained(tmp_path), MCGProcessor)
     assert isinstance(AutoVideoProcessor.from_pretrained(tmp_path), MCGVideoProcessor)
+
+
+def test_readme_says_how_to_load_the_video_processor_without_torchvision(tmp_path):
+    """`from transformers import AutoVideoProcessor` is transformers' torchvision placeholder; the README names the
+    import that works, and that import loads ours."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    line = "from transformers.models.auto.video_processing_auto import AutoVideoProcessor"
+    assert line in readme and "`from transformers import AutoVideoProcessor` is transformers' torchvision" in readme
+    namespace: dict = {}
+    exec(line, namespace)
+    from modeling_mcg import MCGConfig, MCGProcessor, MCGVideoProcessor
+
+    MCGProcessor.from_vocabulary(["red"], MCGVideoProcessor(num_frames=3)).save_pretrained(tmp_path)
+    MCGConfig().save_pretrained(tmp_path)
+    loaded = namespace["AutoVideoProcessor"].from_pretrained(tmp_path)
+    assert isinstance(loaded, MCGVideoProcessor) and loaded.num_frames == 3

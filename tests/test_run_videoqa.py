@@ -390,9 +390,7 @@ def test_clip_cache_decodes_each_video_once(synthetic_dir, tmp_path):
     same_video = [row for row in rows if row["video"] == video]
     assert len(same_video) > 1  # several questions per video: the case the cache is for
     processor = MCGProcessor.from_vocabulary(
-        vocabulary_words(
-            load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 6, "test": 3})
-        ),
+        vocabulary_words(load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 6, "test": 3})),
         MCGVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_center_crop=False),
     )
     cached = VideoQACollator(processor, "uniform", cache_clips=True)
@@ -429,9 +427,7 @@ def test_grouped_batches_decode_and_send_each_video_once(synthetic_dir):
     assert len(runs) == len(set(videos)) == 6  # each video's questions are consecutive
 
     processor = MCGProcessor.from_vocabulary(
-        vocabulary_words(
-            load_synthetic_videoqa("train", cache_dir=synthetic_dir, num_videos={"train": 6, "test": 3})
-        ),
+        vocabulary_words(load_synthetic_videoqa("train", cache_dir=synthetic_dir, num_videos={"train": 6, "test": 3})),
         MCGVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_center_crop=False),
     )
     collator = VideoQACollator(processor, "uniform")
