@@ -567,3 +567,15 @@ def test_accuracy_plot_has_counts_an_overall_line_and_chance(tmp_path, monkeypat
     assert "chance" in legend and any(label.startswith("overall 0.667 (n=3)") for label in legend)
     chance = ax.collections[0].get_offsets()[:, 1].tolist()
     assert chance == pytest.approx([0.25, 0.5])
+
+
+def test_auxiliary_loss_parts_are_logged_when_their_weights_are_on(synthetic_dir, tmp_path, monkeypatch):
+    figures = _saved_figures(monkeypatch)
+    overrides = "icl_loss_weight=0.1,tcl_loss_weight=0.1"
+    result = run_videoqa.main(base_args(synthetic_dir, tmp_path / "aux", "--config_overrides", overrides))
+    history = [h for h in result["trainer"].state.log_history if "loss" in h]
+    assert [h["step"] for h in history] == [1, 2]
+    for h in history:
+        assert h["loss"] == pytest.approx(h["loss_lm"] + 0.1 * h["loss_icl"] + 0.1 * h["loss_tcl"], abs=2e-3)
+    labels = {line.get_label() for line in figures[0].axes[0].get_lines()}  # loss_curve.png is drawn first
+    assert labels == {"training loss", "loss_lm", "loss_icl", "loss_tcl"}
