@@ -7,6 +7,7 @@ dog/cat = 2*13/(14+14) = 6/7, dog/car = 0.4, puppy/dog = 26/29, guitar/piano = 0
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +118,20 @@ def test_metric_loads_by_path_with_evaluate():
 
     loaded = evaluate.load(METRIC_PATH)
     assert loaded.compute(predictions=["Yes"], references=["yes"], wups=False) == {"accuracy": 1.0}
+
+
+def test_readme_documents_the_path_evaluate_loads_the_metric_from():
+    """`evaluate.load("videoqa_accuracy")` cannot work (evaluate looks in the working directory, then the Hub); the
+    README gives the path that does, and that snippet runs."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "metric = evaluate.load(modeling_mcg.metrics.METRIC_PATH)" in readme
+    namespace: dict = {}
+    exec(
+        "import evaluate\nimport modeling_mcg.metrics\nmetric = evaluate.load(modeling_mcg.metrics.METRIC_PATH)",
+        namespace,
+    )
+    result = namespace["metric"].compute(predictions=["red"], references=["red"], answer_types=["color"], wups=False)
+    assert result["accuracy"] == result["accuracy_color"] == 1.0
 
 
 @needs_wordnet

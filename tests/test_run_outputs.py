@@ -14,7 +14,7 @@ import yaml
 from isolated import run_without_package
 from transformers import AutoModelForSeq2SeqLM, AutoProcessor, pipeline
 
-from modeling_mcg import MCGForVideoQuestionAnswering, save_for_hub
+from modeling_mcg import MCGForVideoQuestionAnswering, push_to_hub, save_for_hub
 from modeling_mcg.data.synthetic import load_synthetic_videoqa
 from modeling_mcg.pipeline_mcg import TASK, VideoQuestionAnsweringPipeline
 
@@ -131,6 +131,13 @@ def test_model_cards_carry_metadata_results_command_and_scope(runs):
 
     meta, card = card_metadata(root / "pretrain")
     assert "python examples/run_pretraining.py" in card and "answer decoder is untrained" in card
+
+
+@pytest.mark.parametrize("name", ["full", "merged", "adapter", "pretrain"])
+def test_push_to_hub_accepts_every_written_folder(runs, name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="Could not push"):  # past the folder check; offline, the upload fails
+        push_to_hub(runs["root"] / name, "someone/mcg-test")
 
 
 def test_an_eval_only_card_does_not_claim_training_and_save_for_hub_keeps_recorded_metrics(runs, tmp_path):
