@@ -33,14 +33,12 @@ import hashlib
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
 import transformers  # noqa: E402
 from report import command_line, write_results  # noqa: E402

@@ -44,8 +44,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import transformers  # noqa: E402
 from bench_generate import (  # noqa: E402
     count_parameters,

@@ -11,7 +11,6 @@ import argparse
 
 from transformers import pipeline
 
-from modeling_mcg import VideoQuestionAnsweringPipeline
 from modeling_mcg.pipeline_mcg import TASK
 
 
@@ -30,8 +29,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    # pipeline_class: the local class, also for folders whose config names the remote-code pipeline
-    pipe = pipeline(TASK, model=args.model, pipeline_class=VideoQuestionAnsweringPipeline, device=args.device)
+    pipe = pipeline(TASK, model=args.model, device=args.device)  # the package's registered pipeline; no remote code
     options = {"top_k": args.top_k, "num_frames": args.num_frames}
     if args.candidates:
         options["candidate_answers"] = args.candidates
