@@ -192,7 +192,7 @@ def _metrics_section(metrics: dict[str, Any] | None) -> list[str]:
 def _per_type_key(key: str, metrics: dict[str, Any]) -> tuple[str, str] | None:
     """(metric, answer type) for keys like `test_accuracy_color` whose overall `test_accuracy` exists."""
     for base in sorted((k for k in metrics if key.startswith(k + "_") and k != key), key=len, reverse=True):
-        if base.endswith(("accuracy", "wups_0.0", "wups_0.9")):
+        if base.endswith("accuracy") or "_wups_" in base:
             return base, key[len(base) + 1 :]
     return None
 

@@ -97,7 +97,7 @@ def training_summary(training_args: TrainingArguments, extra: list[str] = ()) ->
     return [
         *extra,
         f"epochs {training_args.num_train_epochs}{steps}, learning rate {training_args.learning_rate}, "
-        f"{training_args.lr_scheduler_type} schedule, weight decay {training_args.weight_decay}",
+        f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} schedule, weight decay {training_args.weight_decay}",
         f"batch size {training_args.per_device_train_batch_size} per device x {training_args.world_size} "
         f"process(es) x {training_args.gradient_accumulation_steps} accumulation step(s), seed {training_args.seed}",
     ]
