@@ -247,6 +247,24 @@ def apply_lora(model, model_args: ModelArguments):
     return peft_model
 
 
+def data_lines(data_args: DataArguments, training_args: MCGTrainingArguments, processor) -> list[str]:
+    """The model card's lines on the data of this run."""
+    blank = " with all frames blanked (question-only baseline)" if data_args.blank_video else ""
+    lines = [f"data: {data_args.dataset}{blank}, trained on split `{data_args.train_split}`"]
+    if training_args.eval_strategy != "no":
+        best = ", the checkpoint with the best accuracy kept" if training_args.load_best_model_at_end else ""
+        lines.append(
+            f"validated on split `{data_args.validation_split}` every {training_args.eval_strategy.value}{best}"
+        )
+    if training_args.do_eval:
+        lines.append(f"evaluated on split `{data_args.eval_split}`")
+    lines.append(
+        f"frames: {processor.video_processor.num_frames} ({data_args.train_sampling} sampling in training, "
+        f"{data_args.eval_sampling} in evaluation)"
+    )
+    return lines
+
+
 def main(args: list[str] | None = None) -> dict[str, Any]:
     """Train and/or evaluate; returns the metrics, the final model, the trainer and the processor."""
     model_args, data_args, training_args = parse_args(
@@ -276,7 +294,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     eval_ds = (
         load_split(data_args, data_args.eval_split, data_args.max_eval_samples) if training_args.do_eval else None
     )
-    logger.info(f"{data_args.dataset}: {len(train_ds)} training questions" + (f", {len(validation_ds)} validation" if validation_ds else "") + (f", {len(eval_ds)} evaluation" if eval_ds else ""))  # fmt: skip
+    sizes = {"training": train_ds, "validation": validation_ds, "evaluation": eval_ds}
+    logger.info(f"{data_args.dataset} questions: " + ", ".join(f"{len(d)} {n}" for n, d in sizes.items() if d))
 
     # 3. Model and processor (from a folder, or from a preset with a tokenizer built from the training data).
     model, processor = build_model_and_processor(model_args, data_args, train_ds)
@@ -343,14 +362,12 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         if mode == "both":
             plots += write_accuracy_plot(output_dir, records, "mc_accuracy_per_type.png", "mc_correct",
                                          "Multiple-choice accuracy per answer type")  # fmt: skip
-        split_names = f"train split `{data_args.train_split}`, evaluated on `{data_args.eval_split}`"
-        lines = [f"data: {data_args.dataset} ({split_names})" + (" with all frames blanked (question-only baseline)" if data_args.blank_video else ""),
-                 f"frames: {processor.video_processor.num_frames} ({data_args.train_sampling} sampling in training, {data_args.eval_sampling} in evaluation)"]  # fmt: skip
         card = dict(
             metrics=metrics or None, preset=model_args.model_name_or_path or model_args.config_file
             or model_args.hub_config or "mcg-tiny", dataset=data_args.dataset,
             command=command_line("run_videoqa.py", args), plots=plots,
-            training=training_summary(training_args, lines) if training_args.do_train else None,
+            training=training_summary(training_args, data_lines(data_args, training_args, processor))
+            if training_args.do_train else None,
         )  # fmt: skip
         if model_args.use_lora and model_args.merge_lora:
             save_for_hub(final_model, processor, output_dir / "adapter", base_model=base_model, **card)

@@ -492,6 +492,8 @@ def test_validation_every_epoch_keeps_the_best_model_by_answer_accuracy(syntheti
     predictions = read_jsonl(out / "predictions.jsonl")
     assert not {p["question_id"] for p in predictions} & set(validation["question_id"])
     assert (out / "loss_curve.png").is_file()
+    card = (out / "README.md").read_text()
+    assert "validated on split `validation` every epoch, the checkpoint with the best accuracy kept" in card
 
     # --eval_split validation: the final evaluation on the validation split works too
     out = tmp_path / "on_validation"
