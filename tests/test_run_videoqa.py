@@ -581,3 +581,31 @@ def test_auxiliary_loss_parts_are_logged_when_their_weights_are_on(synthetic_dir
         assert h["loss"] == pytest.approx(h["loss_lm"] + 0.1 * h["loss_icl"] + 0.1 * h["loss_tcl"], abs=2e-3)
     labels = {line.get_label() for line in figures[0].axes[0].get_lines()}  # loss_curve.png is drawn first
     assert labels == {"training loss", "loss_lm", "loss_icl", "loss_tcl"}
+
+
+def test_output_folder_rules(tmp_path):
+    from modeling_mcg.training import resolve_checkpoint
+
+    def args(out, **kwargs):
+        return MCGTrainingArguments(
+            output_dir=str(out), use_cpu=True, report_to="none", **{"do_train": True, **kwargs}
+        )
+
+    out = tmp_path / "run"
+    assert resolve_checkpoint(args(out)) is None  # a new folder
+    with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
+        resolve_checkpoint(args(out, resume_from_checkpoint="last"))
+    (out / "checkpoint-3").mkdir(parents=True)
+    (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    assert resolve_checkpoint(args(out)) == str(out / "checkpoint-3")  # an interrupted run resumes
+    assert resolve_checkpoint(args(out, resume_from_checkpoint="last")) == str(out / "checkpoint-3")
+    (out / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(ValueError, match="already holds a trained model \\(model.safetensors\\)"):
+        resolve_checkpoint(args(out))
+    # evaluating the folder's own model in place is allowed; training into it is not
+    assert resolve_checkpoint(args(out, do_train=False), model_name_or_path=str(out)) is None
+    with pytest.raises(ValueError, match="--overwrite_output_dir True"):
+        resolve_checkpoint(args(out, do_train=False), model_name_or_path=str(tmp_path / "other"))
+    # --overwrite_output_dir starts over: the old checkpoints would outrank the new ones in the rotation
+    assert resolve_checkpoint(args(out, overwrite_output_dir=True)) is None
+    assert not (out / "checkpoint-3").exists()
