@@ -240,3 +240,13 @@ def test_collator_tokenises_captions_and_skips_corrupt_videos(pretrained, synthe
 def test_one_model_source_at_most(script, tmp_path):
     with pytest.raises(ValueError, match="Pass only one of --hub_config, --config_file and --model_name_or_path"):
         script.main(["--hub_config", "mcg-tiny", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path)])
+
+
+def test_pretraining_validates_during_training(synthetic_dir, tmp_path):
+    out = tmp_path / "validated"
+    args = ["--eval_strategy", "steps", "--eval_steps", "1", "--eval_split", "test", "--max_eval_samples", "3"]
+    result = run_pretraining.main(base_args(synthetic_dir, out, *args))
+    evaluations = [h for h in result["trainer"].state.log_history if "eval_loss" in h]
+    assert sorted({h["step"] for h in evaluations}) == [1, 2]
+    assert all({"eval_loss_icl", "eval_loss_tcl", "eval_loss_mlm"} <= set(h) for h in evaluations)
+    assert (out / "loss_curve.png").is_file()
