@@ -108,6 +108,13 @@ def test_with_the_package_the_pipeline_loads_without_trust_remote_code(runs, nam
     AutoProcessor.from_pretrained(folder)
 
 
+def test_with_the_package_the_pipeline_loads_an_adapter_folder_on_its_base(runs):
+    pipe = pipeline(TASK, model=str(runs["root"] / "adapter"))  # base from the adapter's base_model_name_or_path
+    assert type(pipe.model) is MCGForVideoQuestionAnswering
+    assert any("lora_" in name for name, _ in pipe.model.named_parameters())
+    assert isinstance(pipe(video=runs["video"], question="how many objects appear in the video?")[0]["answer"], str)
+
+
 def test_model_cards_carry_metadata_results_command_and_scope(runs):
     root = runs["root"]
     meta, card = card_metadata(root / "full")
