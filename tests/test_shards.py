@@ -2,8 +2,14 @@
 
 import glob
 import json
+import logging
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tarfile
+import time
 from collections import Counter
 
 import datasets
@@ -17,6 +23,7 @@ from video_factory import write_video
 from modeling_mcg.data.shards import (
     INDEX_FILE,
     REPORT_FILE,
+    ShardBatchCollator,
     ShardedVideoDataset,
     ShardStateCallback,
     ShardWriter,
@@ -141,7 +148,8 @@ def test_convert_webvid_csv_skips_missing_and_undecodable_videos_and_lists_them(
 
     out = tmp_path / "shards"
     status = shards_main(["--annotation", str(tmp_path / "results.csv"), "--video_dir", str(videos),
-                          "--output_dir", str(out), "--format", "parquet", "--max_shard_samples", "2"])  # fmt: skip
+                          "--output_dir", str(out), "--format", "parquet", "--max_shard_samples", "2",
+                          "--num_proc", "2"])  # fmt: skip
     assert status == 0
     printed = capsys.readouterr().out
     assert "5 of 8 caption rows written to 3 shard(s)" in printed and "3 skipped as unreadable" in printed
@@ -363,6 +371,17 @@ def test_state_callback_saves_into_the_trainer_checkpoint_and_loads_back(tmp_pat
         load_shard_state(resumed, tmp_path)
 
 
+def test_batch_collator_adds_positions_and_logs_the_worker_clips_per_second(tmp_path, caplog):
+    write_samples(tmp_path, "webdataset", 6, max_shard_samples=4)
+    collator = ShardBatchCollator(keys_collate, log_every_s=0.0)
+    samples = list(ShardedVideoDataset(tmp_path, shuffle_buffer=0))
+    with caplog.at_level(logging.INFO, logger="modeling_mcg.data.shards.reader"):
+        first, second = collator(samples[:4]), collator(samples[4:])
+    assert first["data_positions"].tolist() == [[0, 0, 1, 0, 1, i] for i in range(4)]
+    assert second["keys"] == ["000000004", "000000005"] and float(second["data_seconds"]) > 0
+    assert "6 clips" in caplog.text and "clips/s" in caplog.text
+
+
 def test_reader_names_missing_shards_and_folders_without_an_index(tmp_path):
     write_samples(tmp_path / "a", "webdataset", 4, max_shard_samples=2)
     os.remove(tmp_path / "a" / "shard-000001.tar")
@@ -373,3 +392,84 @@ def test_reader_names_missing_shards_and_folders_without_an_index(tmp_path):
         ShardedVideoDataset(tmp_path / "a")
     dataset = ShardedVideoDataset(str(tmp_path / "a" / "*.tar"), shuffle_buffer=0)  # counted from the headers
     assert dataset.num_samples == 2 and [s["key"] for s in dataset] == ["000000000", "000000001"]
+
+
+# ---------------------------------------------------------------------------------------------- killed job
+
+TRAINING_SCRIPT = """
+import json, os, sys, time
+import torch
+import torch.distributed as dist
+from modeling_mcg.data.shards import ShardedVideoDataset, shard_dataloader
+
+shards, out, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+dist.init_process_group("gloo")  # RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the environment
+rank = dist.get_rank()
+dataset = ShardedVideoDataset(shards, shuffle_buffer=4, seed=7)  # rank and world size from torch.distributed
+checkpoint = os.path.join(out, f"checkpoint-rank{rank}.json")
+seen = []
+if os.path.exists(checkpoint):  # resume: the data state and what was trained on, saved together
+    with open(checkpoint) as handle:
+        saved = json.load(handle)
+    dataset.load_state_dict(saved["data_state"])
+    seen = saved["seen"]
+collate = lambda samples: {"keys": [sample["key"] for sample in samples]}
+loader = shard_dataloader(dataset, batch_size=2, collate_fn=collate, num_workers=1)
+while dataset.state_dict()["epoch"] < epochs:
+    for batch in loader:
+        epoch = int(batch["data_positions"][0, 0])
+        dataset.record_batch(batch)
+        dist.all_reduce(torch.ones(1))  # a training step: the processes advance together
+        time.sleep(0.05)
+        seen += [[epoch, key] for key in batch["keys"]]
+        with open(checkpoint + ".tmp", "w") as handle:  # a checkpoint after every step
+            json.dump({"data_state": dataset.state_dict(), "seen": seen}, handle)
+        os.replace(checkpoint + ".tmp", checkpoint)
+dist.destroy_process_group()
+"""
+
+
+def launch(script, shards, out, epochs, port):
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    return [
+        subprocess.Popen(
+            [sys.executable, str(script), str(shards), str(out), str(epochs)], env={**env, "RANK": str(r)}
+        )
+        for r in (0, 1)
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_two_process_job_killed_mid_epoch_resumes_and_sees_every_sample_once_per_epoch(tmp_path):
+    samples = write_samples(tmp_path / "shards", "webdataset", 40, max_shard_samples=10)
+    script = tmp_path / "train_shards.py"
+    script.write_text(TRAINING_SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    processes = launch(script, tmp_path / "shards", out, 2, free_port())
+    checkpoint = out / "checkpoint-rank1.json"
+    deadline = time.monotonic() + 300  # starting two processes that import torch is slow on a busy machine
+    while not (checkpoint.exists() and len(json.loads(checkpoint.read_text())["seen"]) >= 6):  # a few steps in
+        assert all(p.poll() is None for p in processes), "a training process exited early"
+        assert time.monotonic() < deadline, "the training processes made no progress"
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGKILL)  # preempted
+    processes[0].send_signal(signal.SIGKILL)  # the job goes down with it
+    for process in processes:
+        process.wait(timeout=30)
+    killed_at = [json.loads((out / f"checkpoint-rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(0 < len(c["seen"]) < 20 for c in killed_at)  # mid-epoch on both ranks
+
+    processes = launch(script, tmp_path / "shards", out, 2, free_port())
+    assert [p.wait(timeout=300) for p in processes] == [0, 0]
+    seen = [entry for r in (0, 1) for entry in json.loads((out / f"checkpoint-rank{r}.json").read_text())["seen"]]
+    everything = Counter(s["key"] for s in samples)
+    for epoch in (0, 1):
+        assert Counter(key for e, key in seen if e == epoch) == everything
+    assert len(seen) == 2 * len(samples)

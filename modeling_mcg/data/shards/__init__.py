@@ -12,7 +12,6 @@ from .reader import (
     POSITION_FIELDS,
     ShardBatchCollator,
     ShardedVideoDataset,
-    ShardStateCallback,
     load_shard_state,
     plan_epoch,
     save_shard_state,
@@ -20,6 +19,15 @@ from .reader import (
     shuffle_order,
 )
 from .writer import REPORT_FILE, ConversionSummary, ShardWriter, convert_caption_file, parse_size
+
+
+def __getattr__(name: str):
+    if name == "ShardStateCallback":  # imported on first use: it pulls in the Trainer stack
+        from .callback import ShardStateCallback
+
+        return ShardStateCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FORMATS",

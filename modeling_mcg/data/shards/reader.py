@@ -28,6 +28,7 @@ consumed in the current epoch (with the shard and offset of its read pointer), w
 from __future__ import annotations
 
 import glob
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,6 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from transformers import TrainerCallback
 from transformers.utils import logging
 
 from .format import INDEX_FILE, count_samples, format_of, read_index, read_shard
@@ -429,24 +429,8 @@ def shard_dataloader(
     return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, num_workers=num_workers, **kwargs)
 
 
-class ShardStateCallback(TrainerCallback):
-    """Saves the dataset's state into every `Trainer` checkpoint, one `data_state-rank<r>.json` per process.
-
-    Resume with `load_shard_state(dataset, checkpoint_dir)` before `trainer.train(resume_from_checkpoint=...)`, and
-    set `ignore_data_skip=True` (the dataset resumes itself; `Trainer` would otherwise drop more batches).
-    """
-
-    def __init__(self, dataset: ShardedVideoDataset):
-        self.dataset = dataset
-
-    def on_save(self, args, state, control, **kwargs):
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        save_shard_state(self.dataset, folder)
-
-
 def save_shard_state(dataset: ShardedVideoDataset, folder: str | os.PathLike) -> str:
-    import json
-
+    """Write `dataset.state_dict()` to `<folder>/data_state-rank<r>.json` (atomically); returns the path."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, STATE_FILE.format(rank=dataset.rank))
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
@@ -456,8 +440,7 @@ def save_shard_state(dataset: ShardedVideoDataset, folder: str | os.PathLike) ->
 
 
 def load_shard_state(dataset: ShardedVideoDataset, folder: str | os.PathLike) -> None:
-    import json
-
+    """Load this process's `data_state-rank<r>.json` from a checkpoint folder into `dataset`."""
     path = os.path.join(folder, STATE_FILE.format(rank=dataset.rank))
     if not os.path.isfile(path):
         raise FileNotFoundError(

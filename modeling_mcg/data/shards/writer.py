@@ -172,9 +172,16 @@ class ShardWriter:
         if self.format == "webdataset":
             self._open = tarfile.open(path, mode="w", format=tarfile.GNU_FORMAT)
         else:
-            # video bytes are already compressed: compressing them again costs time and saves nothing
-            self._open = pq.ParquetWriter(path, PARQUET_SCHEMA, compression={"video": "NONE", "key": "SNAPPY",
-                                          "video_ext": "SNAPPY", "caption": "SNAPPY", "metadata": "SNAPPY"})  # fmt: skip
+            # Video bytes are already compressed: compressing, dictionary-encoding or computing statistics of them
+            # again costs time and saves nothing.
+            self._open = pq.ParquetWriter(
+                path,
+                PARQUET_SCHEMA,
+                compression={"key": "SNAPPY", "video": "NONE", "video_ext": "SNAPPY", "caption": "SNAPPY",
+                             "metadata": "SNAPPY"},
+                use_dictionary=["video_ext"],
+                write_statistics=["key"],
+            )  # fmt: skip
 
     def _flush_rows(self) -> None:
         if self._rows:
@@ -377,7 +384,7 @@ def convert_caption_file(
     writer = ShardWriter(output_dir, format, max_shard_bytes, max_shard_samples)
     summary.report_path = os.path.join(writer.output_dir, REPORT_FILE)
     rows = read_caption_rows(annotation)
-    pool = get_context("spawn").Pool(num_proc) if num_proc > 1 else None
+    pool = get_context().Pool(num_proc) if num_proc > 1 else None
     chunk_size = 64 * num_proc  # bounds the videos in flight (the pool returns their bytes)
     with tqdm(total=approximate_rows, unit="video", desc="packing", disable=not progress) as bar:
         try:
