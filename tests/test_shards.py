@@ -473,3 +473,12 @@ def test_a_two_process_job_killed_mid_epoch_resumes_and_sees_every_sample_once_p
     for epoch in (0, 1):
         assert Counter(key for e, key in seen if e == epoch) == everything
     assert len(seen) == 2 * len(samples)
+
+
+def test_a_shard_shorter_than_its_index_says_fails_clearly_instead_of_ending_the_epoch_early(tmp_path):
+    write_samples(tmp_path, "parquet", 5, max_shard_samples=3)
+    index = json.loads((tmp_path / INDEX_FILE).read_text())
+    index["shards"][1]["num_samples"] += 1  # e.g. a shard rewritten after the index
+    (tmp_path / INDEX_FILE).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="fewer samples than their index lists"):
+        list(ShardedVideoDataset(tmp_path, shuffle_buffer=0))

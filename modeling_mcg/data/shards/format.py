@@ -6,8 +6,9 @@ A shard folder holds numbered shards of one format and `index.json`:
      "num_bytes": 1048576}, ...]}
 
 * **webdataset** (`.tar`): per sample, consecutive members `<key>.<video extension>` (the file's bytes as they
-  were), `<key>.txt` (the caption, UTF-8) and `<key>.json` (the caption and metadata). Keys contain no dot, so the
-  `webdataset` library and `datasets.load_dataset("webdataset", ...)` group the members into one sample.
+  were), `<key>.txt` (the caption, UTF-8) and `<key>.json` (the caption and metadata). Keys contain no dot, so
+  readers that follow WebDataset's naming (`datasets.load_dataset("webdataset", ...)`, the `webdataset` library)
+  group the members into one sample.
 * **parquet** (`.parquet`): one row per sample with the columns `key` (string), `video` (binary), `video_ext`
   (string), `caption` (string) and `metadata` (a JSON string), written in row groups of a bounded size so a
   reader never holds a whole shard; `datasets.load_dataset("parquet", ..., streaming=True)` reads it as is.

@@ -238,7 +238,12 @@ class ShardedVideoDataset(IterableDataset):
         for k in range(skip, total):
             target = int(order[k])
             while target not in held:
-                position, sample = next(stream)
+                position, sample = next(stream, (None, None))
+                if position is None:
+                    raise ValueError(
+                        f"the shards ended before read position {target} of {total}: they hold fewer samples than "
+                        "their index lists (were they rewritten?); rewrite the shard folder or pass the shard files"
+                    )
                 if sample is not None:
                     held[position] = sample
             sample = held.pop(target)
