@@ -321,6 +321,20 @@ def test_two_ranks_with_two_workers_resume_mid_epoch_reading_every_sample_once_p
     assert second_epoch != first + resumed  # reshuffled
 
 
+def test_persistent_workers_move_on_to_the_next_epoch_by_themselves(tmp_path):
+    write_samples(tmp_path, "webdataset", 14, max_shard_samples=4)
+    dataset = ShardedVideoDataset(tmp_path, shuffle_buffer=3, seed=2)
+    loader = shard_dataloader(dataset, 3, keys_collate, num_workers=2, persistent_workers=True)
+    epochs = []
+    for _ in range(2):
+        epochs.append([])
+        for batch in loader:
+            assert set(batch["data_positions"][:, 0].tolist()) == {len(epochs) - 1}
+            epochs[-1] += dataset.record_batch(batch)["keys"]
+    assert [sorted(keys) for keys in epochs] == [[f"{i:09d}" for i in range(14)]] * 2
+    assert epochs[0] != epochs[1] and dataset.state_dict()["epoch"] == 2
+
+
 def test_resumed_order_equals_the_uninterrupted_order_of_each_reader(tmp_path):
     write_samples(tmp_path, "webdataset", 29, max_shard_samples=4)
     full = list(ShardedVideoDataset(tmp_path, shuffle_buffer=6, seed=11))
