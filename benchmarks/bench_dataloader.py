@@ -374,5 +374,176 @@ def table(rows: list[dict], steps: dict, run_threads: int, batch_size: int, defa
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Streamed shards against files (`--shards`)
+# --------------------------------------------------------------------------------------------------------------
+# The same 640x360 H.264 clips read three ways, each decoded to 8 frames and resized to 224x224 by MCGVideoProcessor
+# in the DataLoader workers: from files (a map-style dataset of paths, shuffled), from WebDataset tar shards and from
+# Parquet shards of 4 MB (ShardedVideoDataset, shuffle buffer 16, video bytes decoded in memory). Each configuration runs
+# once per repetition in a rotated order; medians. The rate covers the whole pass, worker start-up included.
+#
+#     python benchmarks/bench_dataloader.py --shards            # 5 repetitions, 32 clips of 8 s (about 5 min)
+#     python benchmarks/bench_dataloader.py --shards --quick    # 3 repetitions, 16 clips
+
+
+class FileClips(torch.utils.data.Dataset):
+    def __init__(self, paths: list[str], captions: list[str]):
+        self.paths, self.captions = paths, captions
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"video": self.paths[i], "caption": self.captions[i]}
+
+
+class ClipCollator:
+    """What the pretraining collator does to the videos: sample 8 frames, resize and crop to 224 px."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, rows: list[dict]) -> dict:
+        pixels = self.processor([row["video"] for row in rows], sampling="uniform", return_tensors="pt")
+        return {"pixel_values_videos": pixels["pixel_values_videos"], "captions": [row["caption"] for row in rows]}
+
+
+def write_shard_clips(cache: Path, count: int, distinct: int = 8, seconds: float = 8.0) -> tuple[Path, list[str]]:
+    """`count` clips (copies of `distinct` encodes at x264's defaults, 30 fps) and a caption csv listing them."""
+    import shutil
+
+    folder = cache / f"shard_clips_{count}"
+    folder.mkdir(parents=True, exist_ok=True)
+    encodes = [
+        write_h264(cache / f"clip_{seconds:g}s_640x360_{i}.mp4", seconds + i / 10, 640, 360, 30, None)
+        for i in range(distinct)
+    ]
+    names = []
+    for i in range(count):
+        name = f"{i:05d}.mp4"
+        if not (folder / name).exists():
+            shutil.copyfile(encodes[i % distinct], folder / name)
+        names.append(name)
+    lines = ["video,caption"] + [f"{name},clip number {i}" for i, name in enumerate(names)]
+    (folder / "captions.csv").write_text("\n".join(lines) + "\n")
+    return folder, names
+
+
+def run_clip_loader(loader, clips: int) -> dict:
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    seen = 0
+    for batch in loader:
+        seen += int(batch["pixel_values_videos"].shape[0])
+    wall = time.perf_counter() - wall0
+    if seen != clips:
+        raise RuntimeError(f"the loader gave {seen} clips, expected {clips}")
+    return {"clips": seen, "wall_s": wall, "clips_per_s": seen / wall, "cpu_s_per_clip": (cpu_seconds() - cpu0) / seen}
+
+
+def shards_main(argv: list[str] | None = None) -> dict:
+    from modeling_mcg import MCGVideoProcessor
+    from modeling_mcg.data.shards import ShardedVideoDataset, convert_caption_file, shard_dataloader
+
+    parser = argparse.ArgumentParser(description="clips/s from tar and Parquet shards against files")
+    parser.add_argument("--shards", action="store_true", required=True)
+    parser.add_argument("--quick", action="store_true", help="3 repetitions, 32 clips")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5, --quick 3)")
+    parser.add_argument("--clips", type=int, default=None, help="clips per pass (default 32, --quick 16)")
+    parser.add_argument("--workers", default="1,2", help="DataLoader workers to compare, comma-separated")
+    parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "modeling_mcg_bench"))
+    parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/dataloader_shards.json)")
+    args = parser.parse_args(argv)
+    reps = args.reps or (3 if args.quick else 5)
+    clips = args.clips or (16 if args.quick else 32)
+    workers = [int(w) for w in args.workers.split(",")]
+    batch_size = 8
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(1)  # the workers decode; each keeps to one core as on a shared node
+    start, load_start = time.perf_counter(), os.getloadavg()
+
+    cache = Path(args.cache_dir)
+    t0 = time.perf_counter()
+    folder, names = write_shard_clips(cache, clips)
+    shard_dirs = {}
+    for fmt in ("webdataset", "parquet"):
+        out = folder / f"shards_{fmt}_4MB"
+        if not (out / "index.json").exists():
+            if out.exists():
+                import shutil
+
+                shutil.rmtree(out)
+            convert_caption_file(folder / "captions.csv", out, format=fmt, max_shard_bytes="4MB", progress=False)
+        shard_dirs[fmt] = out
+    shard_count = {fmt: len(list(d.glob("shard-*"))) for fmt, d in shard_dirs.items()}
+    print(f"{clips} clips and their shards ready in {time.perf_counter() - t0:.0f} s ({shard_count})", flush=True)
+
+    processor = MCGVideoProcessor(
+        num_frames=8, size={"height": 224, "width": 224}, crop_size={"height": 224, "width": 224}
+    )
+    collator = ClipCollator(processor)
+    files = FileClips([str(folder / name) for name in names], [f"clip number {i}" for i in range(clips)])
+
+    def make_loader(source: str, num_workers: int, rep: int):
+        if source == "files":
+            order = torch.randperm(clips, generator=torch.Generator().manual_seed(rep)).tolist()
+            return DataLoader(
+                files, batch_size=batch_size, sampler=order, collate_fn=collator, num_workers=num_workers
+            )
+        dataset = ShardedVideoDataset(shard_dirs[source], shuffle_buffer=16, seed=rep)
+        return shard_dataloader(dataset, batch_size, collator, num_workers=num_workers)
+
+    configs = [(source, w) for w in workers for source in ("files", "webdataset", "parquet")]
+    raw = {config: [] for config in configs}
+    for rep in range(reps):
+        order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
+        for source, w in order:
+            result = run_clip_loader(make_loader(source, w, rep), clips)
+            raw[(source, w)].append(result)
+            print(f"  rep {rep} {source} workers={w}: {result['clips_per_s']:.2f} clips/s", flush=True)
+
+    rows = []
+    for source, w in configs:
+        med = {k: statistics.median(r[k] for r in raw[(source, w)]) for k in ("clips_per_s", "cpu_s_per_clip")}
+        files = {k: statistics.median(r[k] for r in raw[("files", w)]) for k in ("clips_per_s", "cpu_s_per_clip")}
+        rows.append({"source": source, "workers": w, "median": med, "runs": raw[(source, w)],
+                     "over_files": med["clips_per_s"] / files["clips_per_s"],
+                     "cpu_over_files": files["cpu_s_per_clip"] / med["cpu_s_per_clip"]})  # fmt: skip
+    # On a shared machine the wall-clock rate depends on the other jobs; CPU time per clip does not, and one
+    # worker on a free core reads 1 / (CPU s per clip) clips per second.
+    lines = [
+        "| source | workers | clips/s | clips/s per worker | vs files | CPU s per clip (all processes) | "
+        "clips per CPU-second | vs files |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    labels = {"files": "files (paths)", "webdataset": "WebDataset tar shards", "parquet": "Parquet shards"}
+    for row in rows:
+        med = row["median"]
+        lines.append(
+            f"| {labels[row['source']]} | {row['workers']} | {med['clips_per_s']:.2f} | "
+            f"{med['clips_per_s'] / row['workers']:.2f} | {row['over_files']:.2f}x | {med['cpu_s_per_clip']:.3f} | "
+            f"{1 / med['cpu_s_per_clip']:.2f} | {row['cpu_over_files']:.2f}x |"
+        )
+    report = "\n".join(lines)
+    print("\n" + report)
+    results = {
+        "command": command_line("bench_dataloader.py", args.quick, argv),
+        "repetitions": reps,
+        "clips": clips,
+        "clip": "640x360 H.264 (x264 defaults, 30 fps, 8.0-8.7 s), 8 frames uniform, 224x224, batch 8",
+        "shards": shard_count,
+        "environment": environment(torch.device("cpu")),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
+        "rows": rows,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "table": report,
+    }
+    write_results(results, "dataloader_shards", args.quick, args.output)
+    return results
+
+
 if __name__ == "__main__":
-    main()
+    if "--shards" in sys.argv[1:]:
+        shards_main()
+    else:
+        main()

@@ -18,6 +18,7 @@ from .msrvtt_qa import load_msrvtt_qa
 from .msvd_qa import load_msvd_qa
 from .nextqa import load_nextqa, load_nextqa_references
 from .schema import COLUMNS, VIDEOQA_FEATURES
+from .shards import ShardedVideoDataset, ShardWriter, convert_caption_file
 from .synthetic import load_synthetic_videoqa
 from .tvqa import load_tvqa
 
@@ -51,6 +52,9 @@ __all__ = [
     "COLUMNS",
     "DATASET_NAMES",
     "VIDEOQA_FEATURES",
+    "ShardWriter",
+    "ShardedVideoDataset",
+    "convert_caption_file",
     "load_activitynet_qa",
     "load_caption_dataset",
     "load_clevrer",
