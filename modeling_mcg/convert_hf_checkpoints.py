@@ -80,6 +80,7 @@ import torch
 import torch.nn.functional as F
 
 from .configuration_mcg import MCGConfig
+from .modeling_mcg import MCGForVideoQuestionAnswering
 
 VISION_PREFIX = "mcg.vision_model."
 QUESTION_PREFIX = "mcg.question_model."
@@ -513,8 +514,6 @@ def from_unimodal_pretrained(config=None, vision=None, text=None, load_cross_att
 
     With `config=None` it is derived from the checkpoints' configs ([`mcg_config_from_unimodal`]).
     """
-    from .modeling_mcg import MCGForVideoQuestionAnswering
-
     model_class = model_class or MCGForVideoQuestionAnswering
 
     if config is None:
