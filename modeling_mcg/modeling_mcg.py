@@ -158,14 +158,17 @@ class MCGModelOutput(ModelOutput):
 class MCGVideoQuestionAnsweringOutput(Seq2SeqLMOutput):
     """
     [`Seq2SeqLMOutput`] (the encoder side is [`MCGModel`]'s fusion pass) plus the loss parts. `loss` = `loss_lm` +
-    icl_loss_weight · `loss_icl` + tcl_loss_weight · `loss_tcl`; `logits` is (b, s_a, v); `encoder_outputs` keeps
-    the whole [`MCGModelOutput`] (video and question parts).
+    icl_loss_weight · `loss_icl` + tcl_loss_weight · `loss_tcl`; `logits` is (b, s_a, v).
+
+    `encoder_outputs` is the whole [`MCGModelOutput`] of the encoder pass (its video and question parts). It is an
+    attribute, not a field, so that the output's keys and tuple form are exactly `Seq2SeqLMOutput`'s.
     """
 
     loss_lm: torch.FloatTensor | None = None
     loss_icl: torch.FloatTensor | None = None
     loss_tcl: torch.FloatTensor | None = None
-    encoder_outputs: MCGModelOutput | None = None
+
+    encoder_outputs = None  # not annotated: an attribute outside the dataclass fields (see above)
 
 
 @dataclass
@@ -260,9 +263,9 @@ class MCGVisionAttention(nn.Module):
         if torch.is_autocast_enabled(device_type):
             # cast once for the three projections: autocast would cast (and keep for backward) one copy per projection
             hidden_states = hidden_states.to(torch.get_autocast_dtype(device_type))
-        b, l = hidden_states.shape[:2]
+        b, length = hidden_states.shape[:2]
         query, key, value = (
-            proj(hidden_states).view(b, l, -1, self.head_dim).transpose(1, 2)
+            proj(hidden_states).view(b, length, -1, self.head_dim).transpose(1, 2)
             for proj in (self.q_proj, self.k_proj, self.v_proj)
         )  # (b, [g] h, l, dh)
         output, weights = attend(self, query, key, value, attention_mask, need_weights, **kwargs)
@@ -293,7 +296,9 @@ class MCGAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)  # (b, l, d) → (b, h, l, dh)
 
-    def forward(self, hidden_states, key_value_states=None, attention_mask=None, cache=None, need_weights=False, **kwargs):
+    def forward(
+        self, hidden_states, key_value_states=None, attention_mask=None, cache=None, need_weights=False, **kwargs
+    ):
         b, q_len, _ = hidden_states.shape
         query = self._heads(self.q_proj(hidden_states))
         is_cross = key_value_states is not None
@@ -938,7 +943,11 @@ class MCGModel(MCGPreTrainedModel):
         and the outputs are per question: row i is video `video_index[i]`, encoded once however many ask about it."""
         _check_video_inputs(self.config, pixel_values_videos, video_frame_mask)
         video = self.vision_model(
-            pixel_values_videos, video_frame_mask, return_cls_attention=return_cls_attention, return_dict=True, **kwargs
+            pixel_values_videos,
+            video_frame_mask,
+            return_cls_attention=return_cls_attention,
+            return_dict=True,
+            **kwargs,
         )
         return video if video_index is None else _select_videos(video, video_index)
 
@@ -949,7 +958,9 @@ class MCGModel(MCGPreTrainedModel):
             input_ids, attention_mask, return_cls_attention=return_cls_attention, return_dict=True, **kwargs
         )
 
-    def fuse(self, question_states, question_mask, video_states, video_mask, **kwargs) -> tuple[MCGTextOutput, torch.Tensor]:
+    def fuse(
+        self, question_states, question_mask, video_states, video_mask, **kwargs
+    ) -> tuple[MCGTextOutput, torch.Tensor]:
         """The cross-modal fusor → (its output, the mask of the fused evidence). `fusion_type="concat"` re-encodes
         `[question; video]` with the question encoder's own layers, as the official code does."""
         if question_mask is None:
@@ -966,7 +977,10 @@ class MCGModel(MCGPreTrainedModel):
             return fused, question_mask
         mask = torch.cat([question_mask, video_mask.to(question_mask.dtype)], dim=1)  # (b, s + k)
         fused = self.question_model(
-            inputs_embeds=torch.cat([question_states, video_states], dim=1), attention_mask=mask, return_dict=True, **kwargs
+            inputs_embeds=torch.cat([question_states, video_states], dim=1),
+            attention_mask=mask,
+            return_dict=True,
+            **kwargs,
         )
         return fused, mask
 
@@ -1128,7 +1142,7 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         pre-training checkpoint) has neither of the two: they are then tied as initialised, and only the embedding
         is reported as newly initialised, with the rest of the generator."""
         if missing_keys is not None:
-            (head, embedding), = self._tied_weights_keys.items()
+            ((head, embedding),) = self._tied_weights_keys.items()
             if head in missing_keys and embedding in missing_keys:
                 missing_keys.discard(head)
                 super().tie_weights(missing_keys=None, recompute_mapping=recompute_mapping)
@@ -1190,9 +1204,12 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
                 return_dict=True,
                 **kwargs,
             )
-        elif not isinstance(encoder_outputs, MCGModelOutput):
-            encoder_outputs = MCGModelOutput(*encoder_outputs)
-        evidence, evidence_mask = encoder_outputs.last_hidden_state, encoder_outputs.attention_mask
+        elif not isinstance(encoder_outputs, MCGModelOutput):  # a tuple: its first entry is the evidence
+            evidence = encoder_outputs[0]
+            same_length = attention_mask is not None and attention_mask.shape[1] == evidence.shape[1]
+            encoder_outputs = MCGModelOutput(
+                last_hidden_state=evidence, attention_mask=attention_mask if same_length else None
+            )
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
         if decoder_input_ids is None:
@@ -1201,11 +1218,12 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
             use_cache = labels is None and not self.training
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+
         decoded = self.decoder(
             decoder_input_ids,
             decoder_attention_mask,
-            encoder_hidden_states=evidence,
-            encoder_attention_mask=evidence_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=encoder_outputs.attention_mask,
             cache=cache if use_cache else None,
             return_dict=True,
             **kwargs,
@@ -1216,41 +1234,53 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = loss_lm = answer_loss(logits, labels, config.label_smoothing)
             if contrast:
-                qa_ids, qa_mask = _concat_question_and_answer(
-                    input_ids, attention_mask if attention_mask is not None else torch.ones_like(input_ids), labels,
-                    config.pad_token_id,
+                loss_icl, loss_tcl = self._question_answer_contrast(
+                    encoder_outputs, video_frame_mask, video_index, input_ids, attention_mask, labels
                 )
-                video = MCGVideoOutput(
-                    last_hidden_state=encoder_outputs.video_last_hidden_state,
-                    attention_mask=encoder_outputs.video_attention_mask,
-                    cls_attention=encoder_outputs.video_cls_attention,
-                )
-                frame_mask = video_frame_mask
-                if video_index is not None and frame_mask is not None:
-                    frame_mask = frame_mask[video_index]  # (b, t), like the per-question video outputs
-                loss_icl, loss_tcl, _, _ = self.mcg.contrastive_losses(
-                    video, frame_mask, qa_ids, qa_mask,
-                    compute_icl=config.icl_loss_weight > 0, compute_tcl=config.tcl_loss_weight > 0,
-                )
-                for weight, part in ((config.icl_loss_weight, loss_icl), (config.tcl_loss_weight, loss_tcl)):
-                    if part is not None:
-                        loss = loss + weight * part
+            for weight, part in ((config.icl_loss_weight, loss_icl), (config.tcl_loss_weight, loss_tcl)):
+                if part is not None:
+                    loss = loss + weight * part
 
-        return MCGVideoQuestionAnsweringOutput(
+        output = MCGVideoQuestionAnsweringOutput(
             loss=loss,
             logits=logits,
             cache=decoded.cache,
             decoder_hidden_states=decoded.hidden_states,
             decoder_attentions=decoded.attentions,
             cross_attentions=decoded.cross_attentions,
-            encoder_last_hidden_state=evidence,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
             loss_lm=loss_lm,
             loss_icl=loss_icl,
             loss_tcl=loss_tcl,
-            encoder_outputs=encoder_outputs,
         )
+        output.encoder_outputs = encoder_outputs
+        return output
+
+    def _question_answer_contrast(
+        self, encoder_outputs, video_frame_mask, video_index, input_ids, attention_mask, labels
+    ):
+        """The auxiliary ICL/TCL on (video, `[ENC] question [SEP] answer [SEP]`) pairs → (loss_icl, loss_tcl)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        qa_ids, qa_mask = _concat_question_and_answer(input_ids, attention_mask, labels, self.config.pad_token_id)
+        video = MCGVideoOutput(
+            last_hidden_state=encoder_outputs.video_last_hidden_state,
+            attention_mask=encoder_outputs.video_attention_mask,
+            cls_attention=encoder_outputs.video_cls_attention,
+        )
+        if video_index is not None and video_frame_mask is not None:
+            video_frame_mask = video_frame_mask[video_index]  # (b, t), like the per-question video outputs
+        loss_icl, loss_tcl, _, _ = self.mcg.contrastive_losses(
+            video,
+            video_frame_mask,
+            qa_ids,
+            qa_mask,
+            compute_icl=self.config.icl_loss_weight > 0,
+            compute_tcl=self.config.tcl_loss_weight > 0,
+        )
+        return loss_icl, loss_tcl
 
     @torch.no_grad()
     def score_choices(
@@ -1343,12 +1373,20 @@ class MCGForPreTraining(MCGPreTrainedModel):
         _check_text_inputs(input_ids, attention_mask)
         _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_size=input_ids.shape[0])
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        # training draws MLM masks and VTM negatives from the global RNG; evaluation from a fixed seed, so that
+        # evaluating a checkpoint twice gives the same loss
+        generator = None if self.training else torch.Generator(input_ids.device).manual_seed(0)
         video = self.mcg.encode_video(
             pixel_values_videos, video_frame_mask, return_cls_attention=config.tcl_loss_weight > 0, **kwargs
         )
         loss_icl, loss_tcl, video_embeds, text_embeds = self.mcg.contrastive_losses(
-            video, video_frame_mask, input_ids, attention_mask, word_ids,
-            compute_icl=config.icl_loss_weight > 0, compute_tcl=config.tcl_loss_weight > 0,
+            video,
+            video_frame_mask,
+            input_ids,
+            attention_mask,
+            word_ids,
+            compute_icl=config.icl_loss_weight > 0,
+            compute_tcl=config.tcl_loss_weight > 0,
         )
 
         loss_mlm = logits_mlm = fused = None
@@ -1357,8 +1395,12 @@ class MCGForPreTraining(MCGPreTrainedModel):
                 special_tokens_mask = (input_ids == config.eos_token_id) | ~attention_mask.bool()
                 special_tokens_mask[:, 0] = True
             masked_ids, mlm_labels = mask_tokens_for_mlm(
-                input_ids, ~special_tokens_mask.bool(), config.mask_token_id, config.question_config.vocab_size,
+                input_ids,
+                ~special_tokens_mask.bool(),
+                config.mask_token_id,
+                config.question_config.vocab_size,
                 config.mlm_probability,
+                generator=generator,
             )
             masked = self.mcg.encode_text(masked_ids, attention_mask)
             fused, _ = self.mcg.fuse(
@@ -1373,7 +1415,7 @@ class MCGForPreTraining(MCGPreTrainedModel):
         loss_vtm = logits_vtm = None
         if self.vtm_head is not None:
             loss_vtm, logits_vtm = self._video_text_matching(
-                video, input_ids, attention_mask, video_embeds, text_embeds
+                video, input_ids, attention_mask, video_embeds, text_embeds, generator
             )
 
         loss = None
@@ -1402,12 +1444,12 @@ class MCGForPreTraining(MCGPreTrainedModel):
             video_attentions=video.attentions,
         )
 
-    def _video_text_matching(self, video, input_ids, attention_mask, video_embeds, text_embeds):
+    def _video_text_matching(self, video, input_ids, attention_mask, video_embeds, text_embeds, generator=None):
         """VTM with in-batch hard negatives: each video gets a similar-but-wrong caption and each caption a
         similar-but-wrong video, drawn by contrastive similarity; the fused first token classifies match/no-match."""
         similarity = video_embeds @ text_embeds.t()  # (b, b)
-        negative_text = sample_hard_negatives(similarity)  # (b,) caption index for each video
-        negative_video = sample_hard_negatives(similarity.t())  # (b,) video index for each caption
+        negative_text = sample_hard_negatives(similarity, generator)  # (b,) caption index for each video
+        negative_video = sample_hard_negatives(similarity.t(), generator)  # (b,) video index for each caption
         text_states = self.mcg.encode_text(input_ids, attention_mask).last_hidden_state
         tokens, token_mask = video.last_hidden_state, video.attention_mask
         videos = torch.cat([tokens, tokens, tokens[negative_video]])

@@ -233,9 +233,7 @@ def test_past_key_values_is_a_deprecated_name_for_cache():
     decoder_input_ids = torch.full((3, 1), config.decoder_start_token_id)
     first = _run(model, inputs, decoder_input_ids=decoder_input_ids, use_cache=True)
     with pytest.warns(FutureWarning, match="past_key_values"):
-        second = _run(
-            model, inputs, decoder_input_ids=decoder_input_ids, past_key_values=first.cache, use_cache=True
-        )
+        second = _run(model, inputs, decoder_input_ids=decoder_input_ids, past_key_values=first.cache, use_cache=True)
     assert second.cache is first.cache and first.cache.get_seq_length() == 2
 
 
@@ -304,7 +302,10 @@ def test_left_padded_batch_generates_the_answers_of_one_by_one_calls(num_beams):
     batched = model.generate(**batch, **options)
     for i, length in enumerate(lengths):
         single = {k: v[i : i + 1] for k, v in batch.items()}
-        single["input_ids"], single["attention_mask"] = single["input_ids"][:, -length:], single["attention_mask"][:, -length:]
+        single["input_ids"], single["attention_mask"] = (
+            single["input_ids"][:, -length:],
+            single["attention_mask"][:, -length:],
+        )
         alone = model.generate(**single, **options)[0]
         row = batched[i]
         assert torch.equal(row[: alone.shape[0]], alone), i
