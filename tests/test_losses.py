@@ -260,4 +260,4 @@ def test_answer_loss_sums_tokens_and_averages_samples():
                 continue
             log_probs = logits[i, j].log_softmax(-1)
             expected += -(0.9 * log_probs[labels[i, j]] + 0.1 * log_probs.mean())
-    torch.testing.assert_close(answer_loss(logits, labels, label_smoothing=0.1), torch.tensor(expected / 2))
+    torch.testing.assert_close(answer_loss(logits, labels, label_smoothing=0.1), expected / 2)
