@@ -1,4 +1,4 @@
-"""Speed and peak memory of our video encoder (`MCGVisionTransformer`) against transformers' `TimesformerModel`.
+"""Speed and peak memory of our video encoder (`MCGVisionModel`) against transformers' `TimesformerModel`.
 
 Both encoders have the same sizes and the same weights: a randomly initialised (and perturbed) `TimesformerModel`,
 converted with `convert_timesformer_state_dict`, and they see the same clips. transformers' model only runs the frame
@@ -68,7 +68,7 @@ from transformers import TimesformerConfig, TimesformerModel  # noqa: E402
 
 from modeling_mcg import MCGConfig  # noqa: E402
 from modeling_mcg.convert_hf_checkpoints import VISION_PREFIX, convert_timesformer_state_dict  # noqa: E402
-from modeling_mcg.modeling_mcg import MCGVisionTransformer  # noqa: E402
+from modeling_mcg.modeling_mcg import MCGVisionModel  # noqa: E402
 
 SIZE_KEYS = (
     "hidden_size",
@@ -143,9 +143,9 @@ def ours_config(sizes: dict, frames: int) -> MCGConfig:
     return config
 
 
-def build_ours(sizes: dict, frames: int, source: TimesformerModel) -> MCGVisionTransformer:
+def build_ours(sizes: dict, frames: int, source: TimesformerModel) -> MCGVisionModel:
     config = ours_config(sizes, frames)
-    model = MCGVisionTransformer(config)
+    model = MCGVisionModel(config)
     converted = convert_timesformer_state_dict(source.state_dict(), config)
     model.load_state_dict({key[len(VISION_PREFIX) :]: value for key, value in converted.items()}, strict=True)
     return model

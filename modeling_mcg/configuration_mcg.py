@@ -10,7 +10,7 @@ Special token ids live on the top-level config (the single source of truth) and 
 
 from transformers import PreTrainedConfig
 
-VISION_ATTENTION_TYPES = ("divided_space_time", "space_only")
+VISION_ATTENTION_TYPES = ("divided_space_time",)
 TEMPORAL_POOLING_TYPES = ("mean", "none")
 TEMPORAL_INTERPOLATION_MODES = ("nearest", "linear")
 FUSION_TYPES = ("cross", "concat")
@@ -55,8 +55,7 @@ class MCGVisionConfig(PreTrainedConfig):
         num_attention_heads (`int`, defaults to 12), intermediate_size (`int`, defaults to 3072): transformer sizes.
         hidden_act (`str`, defaults to `"gelu"`): MLP activation.
         attention_type (`str`, defaults to `"divided_space_time"`): `"divided_space_time"` (temporal attention over
-            frames at each patch location, then spatial attention within each frame) or `"space_only"` (per-frame
-            ViT; frames only meet in the temporal pooling).
+            frames at each patch location, then spatial attention within each frame), the only kind implemented.
         temporal_pooling (`str`, defaults to `"mean"`): `"mean"` returns `[CLS; mean over frames of the patches]`,
             `(b, 1 + n, d)` as in the official code; `"none"` keeps every token, `(b, 1 + t * n, d)`, for
             fine-grained fusion over long videos.
@@ -159,7 +158,8 @@ class MCGTextConfig(PreTrainedConfig):
         hidden_dropout_prob (`float`, defaults to 0.1), attention_probs_dropout_prob (`float`, defaults to 0.1).
         max_position_embeddings (`int`, defaults to 512), layer_norm_eps (`float`, defaults to 1e-12).
         initializer_range (`float`, defaults to 0.02).
-        pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id (`int`): copied from `MCGConfig`.
+        pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id (`int`): copied from `MCGConfig`, which
+            owns them.
     """
 
     model_type = "mcg_text"
@@ -175,10 +175,10 @@ class MCGTextConfig(PreTrainedConfig):
     max_position_embeddings: int = 512
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
-    pad_token_id: int | None = 0
-    bos_token_id: int | None = 30522
-    eos_token_id: int | None = 102
-    decoder_start_token_id: int | None = 30522
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    decoder_start_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -240,10 +240,11 @@ class MCGConfig(PreTrainedConfig):
             of masked language modelling and video–text matching (VTM off by default, as in the official code).
         mlm_probability (`float`, defaults to 0.15): fraction of caption tokens masked for MLM (80/10/10).
         label_smoothing (`float`, defaults to 0.1): smoothing of the answer cross-entropy.
-        pad_token_id (`int`, defaults to 0), bos_token_id (`int`, defaults to 30522, `[DEC]`),
-        eos_token_id (`int`, defaults to 102, `[SEP]`), decoder_start_token_id (`int`, defaults to 30522),
-        enc_token_id (`int`, defaults to 30523, `[ENC]`), mask_token_id (`int`, defaults to 103, `[MASK]`):
-            special tokens; must match the processor's tokenizer.
+        pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id, enc_token_id, mask_token_id (`int`):
+            special tokens; must match the processor's tokenizer. Left unset they follow bert-base-uncased grown by
+            `[DEC]` and `[ENC]`, sized to the vocabulary v: `[PAD]` 0, `[SEP]` 102, `[MASK]` 103, `[DEC]` v - 2
+            (also the decoder start), `[ENC]` v - 1 (30522 and 30523 for the default 30524 words). A vocabulary too
+            small for BERT's ids (a test config) gets `[SEP]` 2 and `[MASK]` 3 instead, so every default is valid.
         initializer_range (`float`, defaults to 0.02).
 
     Example:
@@ -279,12 +280,12 @@ class MCGConfig(PreTrainedConfig):
     vtm_loss_weight: float = 0.0
     mlm_probability: float = 0.15
     label_smoothing: float = 0.1
-    pad_token_id: int = 0
-    bos_token_id: int = 30522
-    eos_token_id: int = 102
-    decoder_start_token_id: int = 30522
-    enc_token_id: int = 30523
-    mask_token_id: int = 103
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    enc_token_id: int | None = None
+    mask_token_id: int | None = None
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True
     tie_word_embeddings: bool = True
@@ -319,7 +320,15 @@ class MCGConfig(PreTrainedConfig):
                 f"vision_config.hidden_size ({self.vision_config.hidden_size}) must equal question_config.hidden_size "
                 f'({self.question_config.hidden_size}); use fusion_type="cross" for different sizes.'
             )
-        for field in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "enc_token_id"):
+        self._default_special_tokens()
+        for field in (
+            "pad_token_id",
+            "bos_token_id",
+            "eos_token_id",
+            "decoder_start_token_id",
+            "enc_token_id",
+            "mask_token_id",
+        ):
             value = getattr(self, field)
             if not isinstance(value, int) or not 0 <= value < self.decoder.vocab_size:
                 raise ValueError(
@@ -337,6 +346,23 @@ class MCGConfig(PreTrainedConfig):
         # make transformers' pipeline() ask for trust_remote_code; the remote-code copy of this file keeps it.
         if __name__ == "modeling_mcg.configuration_mcg":
             self.__dict__.pop("custom_pipelines", None)
+
+    def _default_special_tokens(self) -> None:
+        """Fill unset special token ids (see the class docstring); ids that were given are kept as they are."""
+        vocab = self.decoder.vocab_size
+        bert_sized = vocab > 105  # room for [SEP] 102, [MASK] 103, [DEC] and [ENC]
+        defaults = {
+            "pad_token_id": 0,
+            "eos_token_id": 102 if bert_sized else 2,
+            "mask_token_id": 103 if bert_sized else 3,
+            "bos_token_id": vocab - 2,
+            "enc_token_id": vocab - 1,
+        }
+        for field, value in defaults.items():
+            if getattr(self, field) is None:
+                setattr(self, field, value)
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.bos_token_id
 
 
 __all__ = ["MCGConfig", "MCGVisionConfig", "MCGTextConfig", "MCGQuestionConfig", "MCGDecoderConfig"]

@@ -80,6 +80,7 @@ import torch
 import torch.nn.functional as F
 
 from .configuration_mcg import MCGConfig
+from .modeling_mcg import MCGForVideoQuestionAnswering
 
 VISION_PREFIX = "mcg.vision_model."
 QUESTION_PREFIX = "mcg.question_model."
@@ -214,7 +215,6 @@ def _convert_vision(state_dict, config, layer_keys, source):
             f"The {source} checkpoint has {depth} blocks but vision_config.num_hidden_layers is "
             f"{vc.num_hidden_layers}."
         )
-    divided = vc.attention_type == "divided_space_time"
     converted, unused = {}, []
     for key, value in state_dict.items():
         if key in VISION_EMBEDDING_KEYS:
@@ -223,16 +223,10 @@ def _convert_vision(state_dict, config, layer_keys, source):
             _check_shape(key, value, (1, 1, d))
             converted[VISION_PREFIX + "embeddings.class_embedding"] = value.reshape(d)
         elif key == "embeddings.time_embeddings":
-            if divided:
-                converted[VISION_PREFIX + "embeddings.temporal_embedding"] = _resize_frames(value, vc.num_frames)
-            else:
-                unused.append(key)
+            converted[VISION_PREFIX + "embeddings.temporal_embedding"] = _resize_frames(value, vc.num_frames)
         elif (match := _LAYER_RE.match(key)) and match.group(2) in layer_keys:
             index, suffix, kind = match.groups()
             for target in layer_keys[suffix]:
-                if target.startswith("temporal") and not divided:
-                    unused.append(key)
-                    continue
                 prefix = f"{VISION_PREFIX}layers.{index}."
                 if target.endswith(".qkv"):
                     _check_shape(key, value, (3 * d, d) if kind == "weight" else (3 * d,))
@@ -267,8 +261,6 @@ def _add_warm_start(converted, config):
     """TimeSformer rules for an image-only source: temporal_fc and the temporal embedding start at zero."""
     vc = _sub_config(config, "vision_config")
     d = vc.hidden_size
-    if vc.attention_type != "divided_space_time":
-        return converted
     converted.setdefault(VISION_PREFIX + "embeddings.temporal_embedding", torch.zeros(1, vc.num_frames, d))
     for i in range(vc.num_hidden_layers):
         prefix = f"{VISION_PREFIX}layers.{i}."
@@ -513,8 +505,6 @@ def from_unimodal_pretrained(config=None, vision=None, text=None, load_cross_att
 
     With `config=None` it is derived from the checkpoints' configs ([`mcg_config_from_unimodal`]).
     """
-    from .modeling_mcg import MCGForVideoQuestionAnswering
-
     model_class = model_class or MCGForVideoQuestionAnswering
 
     if config is None:

@@ -1,5 +1,6 @@
-"""MCG's training objectives as pure functions of tensors: instance-level contrast (ICL), token-level contrast (TCL),
-masked-token corruption for MLM, and in-batch hard-negative sampling for video–text matching (VTM).
+"""MCG's training objectives as pure functions of tensors: the answer loss, instance-level contrast (ICL), token-level
+contrast (TCL) with its importance weighting and word aggregation, masked-token corruption for MLM, and in-batch
+hard-negative sampling for video–text matching (VTM).
 
 Keeping them free of modules makes each testable against a naive per-sample loop, and lets the QA head and the
 pre-training head share them. Shapes: `b` batch, `k` video tokens, `s` text tokens, `m` words, `e` projection size.
@@ -69,6 +70,57 @@ def clipped_importance(weights: torch.Tensor, mask: torch.Tensor, low: float = 0
     return out / out.sum(dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
 
 
+def video_patch_weights(
+    cls_attention: torch.Tensor, frame_mask: torch.Tensor | None, patch_mask: torch.Tensor
+) -> torch.Tensor:
+    """TCL importance of each video patch token: the last video block's [CLS]→patch attention (b, t, h, n), averaged
+    over heads, then over the sample's own real frames when the tokens are temporally pooled (`patch_mask` (b, n)),
+    or kept per frame otherwise (`patch_mask` (b, t n)); clipped and renormalised by `clipped_importance`."""
+    b, t, _, n = cls_attention.shape
+    importance = cls_attention.float().mean(dim=2)  # (b, t, n)
+    if patch_mask.shape[1] == n:  # temporally pooled patches: one weight per location, from every real frame
+        if frame_mask is None:
+            importance = importance.mean(dim=1)
+        else:
+            frames = frame_mask.to(importance.dtype)[:, :, None]  # (b, t, 1)
+            importance = (importance * frames).sum(dim=1) / frames.sum(dim=1).clamp_min(1.0)  # (b, n)
+    else:
+        importance = importance.reshape(b, t * n)
+    return clipped_importance(importance, patch_mask)
+
+
+def default_word_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Without a tokenizer's word map every real token after the first ([CLS]/[ENC]) is its own word: (b, s) word
+    index, -1 for the first token and padding."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return torch.where(attention_mask.bool() & (positions > 0), positions - 1, -1)
+
+
+def word_tokens_and_weights(
+    token_states: torch.Tensor,
+    cls_attention: torch.Tensor,
+    attention_mask: torch.Tensor,
+    word_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TCL's text side: words (b, m, d) summed from their pieces, their importance (b, m) from the last text layer's
+    [CLS]→token attention (b, h, s) averaged over heads (each weight stays with its own token), clipped and
+    renormalised, and the word mask (b, m)."""
+    if word_ids is None:
+        word_ids = default_word_ids(attention_mask)
+    token_importance = cls_attention.float().mean(dim=1)  # (b, s)
+    words, word_importance, word_mask = aggregate_words(token_states, token_importance, word_ids)
+    return words, clipped_importance(word_importance, word_mask), word_mask
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Label-smoothed next-token cross-entropy of the answer (b, s_a, v) against labels (b, s_a) (-100 ignored),
+    summed over a sample's tokens and averaged over the batch, as the official recipe."""
+    per_token = F.cross_entropy(
+        logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none", label_smoothing=label_smoothing
+    )  # (b, s_a)
+    return per_token.sum(dim=1).mean()
+
+
 def aggregate_words(
     token_states: torch.Tensor, token_weights: torch.Tensor, word_ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,13 +185,12 @@ def token_contrastive_loss(
 
     Returns L_TCL = L_tlc (words read the video) + L_tvc (video tokens read the words).
 
-    This is the *corrected* formulation of the official code (OpenMICG/mcg):
-    - Q1: the text pass uses true token positions (the official pre-training pass put every token at position 0);
-    - Q2: patch weights come from every frame of the *same* sample, averaged (the official code read rows belonging
-      to other samples' frames);
-    - Q3: word weights are aligned with their words (the official code was off by one token);
-    - padding words/tokens are excluded as candidates as well as weighted 0, so the loss does not depend on how much
-      a batch is padded, and both read-outs are re-normalised (the official code left the video-side read raw, Q4).
+    This differs from the official code (OpenMICG/mcg) where it reads the wrong rows: the text pass uses true token
+    positions (the official pre-training pass put every token at position 0); patch weights come from every frame of
+    the *same* sample (`video_patch_weights`; the official code read rows of other samples' frames); word weights
+    stay with their words (`word_tokens_and_weights`; the official code was off by one token). Padding words and
+    tokens are excluded as candidates as well as weighted 0, so the loss does not depend on how much a batch is
+    padded, and both read-outs are re-normalised (the official code left the video-side read raw).
     """
     if video_mask is None:
         video_mask = torch.ones(video_tokens.shape[:2], dtype=torch.bool, device=video_tokens.device)

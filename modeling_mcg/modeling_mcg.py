@@ -1,17 +1,22 @@
 """MCG: Multi-granularity Contrastive cross-modal collaborative Generation for end-to-end long-term video QA
 (arXiv 2410.09379), as a transformers model.
 
-Read top to bottom in forward order: attention → intra-video module (IVM, a divided space-time TimeSformer) →
-intra-question module (IQM, a BERT encoder) → cross-modal fusor → answer generator (BERT decoder with
-cross-attention) → the heads: [`MCGModel`] (fused evidence), [`MCGForVideoQuestionAnswering`] (generation, multiple
-choice scoring), [`MCGForPreTraining`] (ICL + TCL + MLM, optional VTM).
+Read top to bottom in forward order: attention → intra-video module (IVM, a divided space-time TimeSformer,
+[`MCGVisionModel`]) → one BERT-style text stack ([`MCGTextModel`]) that serves as intra-question module (IQM), cross-modal
+fusor and answer generator → the heads: [`MCGModel`] (fused evidence), [`MCGForVideoQuestionAnswering`] (generation,
+multiple choice scoring), [`MCGForPreTraining`] (ICL + TCL + MLM, optional VTM). The loss arithmetic lives in
+`losses.py`; this file only supplies the embeddings and attention maps the losses read.
+
+Hidden states and attention maps are recorded by transformers' output capturing (`_can_record_outputs`), so
+`output_hidden_states` / `output_attentions` / `return_dict` work from the call or from the config as in any
+transformers model.
 
 Dimension legend used in shape comments:
     b batch    t frames    n patches per frame    k video tokens    s text tokens    d hidden size
     h heads    e projection size    c answer candidates    v vocabulary
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,16 +28,20 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_mcg import MCGConfig
 from .losses import (
-    aggregate_words,
-    clipped_importance,
+    answer_loss,
     instance_contrastive_loss,
     mask_tokens_for_mlm,
     sample_hard_negatives,
     token_contrastive_loss,
+    video_patch_weights,
+    word_tokens_and_weights,
 )
 
 logger = logging.get_logger(__name__)
@@ -46,6 +55,9 @@ AUTO_MAP = {
     "AutoModelForPreTraining": "modeling_mcg.MCGForPreTraining",
 }
 
+# The official inference decodes with 3 beams and at most 10 new tokens; saved folders carry these defaults.
+GENERATION_DEFAULTS = {"num_beams": 3, "max_new_tokens": 10}
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Outputs
@@ -53,22 +65,53 @@ AUTO_MAP = {
 
 
 @dataclass
-class MCGVisionOutput(ModelOutput):
+class MCGVideoOutput(ModelOutput):
     """
+    Output of the IVM ([`MCGVisionModel`], [`MCGModel.encode_video`], [`MCGModel.get_video_features`]).
+
     Args:
         last_hidden_state (`(b, k, d)`): video tokens after the final norm; k = 1 + n with `temporal_pooling="mean"`
             ([CLS; frame-averaged patches]), k = 1 + t * n with `"none"` ([CLS; frame 0 patches; frame 1 ...]).
-        attention_mask (`(b, k)`): 1 for tokens of real frames, 0 for tokens of padded frames.
-        cls_attention (`(b, t, h, n)`, *optional*): last block's spatial [CLS]→patch attention (TCL weights).
-        hidden_states (`tuple` of `(b, 1 + t * n, d)`, *optional*): embeddings and every block's output.
+        pooler_output (`(b, e)`, *optional*): L2-normalised projection of the video [CLS] (ICL space); set by
+            `get_video_features`.
+        hidden_states (`tuple` of `(b, 1 + t * n, d)`, *optional*): the embeddings and every block's output.
         attentions (`tuple` of `(b * t, h, 1 + n, 1 + n)`, *optional*): every block's spatial attention.
+        attention_mask (`(b, k)`): 1 for tokens of real frames, 0 for tokens of padded frames.
+        cls_attention (`(b, t, h, n)`, *optional*): last block's spatial [CLS]→patch attention, the TCL patch
+            weights; computed only when asked for with `return_cls_attention=True`.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
-    attention_mask: torch.LongTensor | None = None
-    cls_attention: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    attention_mask: torch.LongTensor | None = None
+    cls_attention: torch.FloatTensor | None = None
+
+
+@dataclass
+class MCGTextOutput(ModelOutput):
+    """
+    Output of a text stack ([`MCGTextModel`]: question encoder, fusor or answer generator).
+
+    Args:
+        last_hidden_state (`(b, s, d)`): the last layer's output.
+        pooler_output (`(b, e)`, *optional*): L2-normalised projection of the first real token ([CLS]/[ENC]) in the
+            ICL space; set by `get_text_features`.
+        cache ([`Cache`], *optional*): the answer generator's key/value cache.
+        hidden_states (`tuple` of `(b, s, d)`, *optional*): the stack's input and every layer's output.
+        attentions, cross_attentions (`tuple` of `(b, h, s, s')`, *optional*): every layer's self-/cross-attention.
+        cls_attention (`(b, h, s)`, *optional*): last layer's [CLS]/[ENC]→token attention, the TCL word weights;
+            computed only when asked for with `return_cls_attention=True`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cls_attention: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -79,43 +122,53 @@ class MCGModelOutput(ModelOutput):
     Args:
         last_hidden_state (`(b, s_f, d)`): the fused evidence F the answer generator cross-attends to. With
             `fusion_type="cross"` s_f = s (question tokens that read the video); with `"concat"` s_f = s + k.
+        hidden_states (`tuple`, *optional*): the fusion pass, input first: with `"cross"` the question encoder's
+            output then every fusor layer's; with `"concat"` the `[question; video]` input then every layer's.
+        attentions, cross_attentions (`tuple`, *optional*): the fusion pass's self-attention and (`"cross"` only)
+            its cross-attention to the video tokens.
         attention_mask (`(b, s_f)`): mask of F (generation keeps passing the *question* mask; the model uses this).
-        video_last_hidden_state (`(b, k, d_v)`), video_attention_mask (`(b, k)`): IVM output.
-        question_last_hidden_state (`(b, s, d)`): IQM output before fusion.
-        video_cls_attention (`(b, t, h, n)`), question_cls_attention (`(b, h, s)`), *optional*: last-layer [CLS]
-            attention, returned when token-level contrast needs it.
-        video_hidden_states, question_hidden_states, fusion_hidden_states (`tuple`, *optional*): per-layer states.
-        video_attentions, question_attentions, fusion_attentions, fusion_cross_attentions (`tuple`, *optional*):
-            per-layer attention maps (eager attention).
+        video_last_hidden_state (`(b, k, d_v)`), video_attention_mask (`(b, k)`), video_hidden_states,
+            video_attentions: the IVM's [`MCGVideoOutput`].
+        question_last_hidden_state (`(b, s, d)`), question_hidden_states, question_attentions: the IQM's.
+        video_cls_attention (`(b, t, h, n)`, *optional*): the IVM's last-layer [CLS] attention, with
+            `return_cls_attention=True` (token-level contrast).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     attention_mask: torch.LongTensor | None = None
     video_last_hidden_state: torch.FloatTensor | None = None
     video_attention_mask: torch.LongTensor | None = None
-    question_last_hidden_state: torch.FloatTensor | None = None
-    video_cls_attention: torch.FloatTensor | None = None
-    question_cls_attention: torch.FloatTensor | None = None
     video_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    question_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    fusion_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     video_attentions: tuple[torch.FloatTensor, ...] | None = None
+    question_last_hidden_state: torch.FloatTensor | None = None
+    question_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     question_attentions: tuple[torch.FloatTensor, ...] | None = None
-    fusion_attentions: tuple[torch.FloatTensor, ...] | None = None
-    fusion_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    video_cls_attention: torch.FloatTensor | None = None
+
+    @property
+    def fusion_cross_attentions(self):
+        """The fusor's cross-attention to the video tokens (the same tuple as `cross_attentions`)."""
+        return self.cross_attentions
 
 
 @dataclass
 class MCGVideoQuestionAnsweringOutput(Seq2SeqLMOutput):
     """
-    [`Seq2SeqLMOutput`] plus the loss parts. `loss` = `loss_lm` + icl_loss_weight · `loss_icl` +
-    tcl_loss_weight · `loss_tcl`; `logits` is (b, s_a, v); `encoder_outputs` keeps the [`MCGModelOutput`].
+    [`Seq2SeqLMOutput`] (the encoder side is [`MCGModel`]'s fusion pass) plus the loss parts. `loss` = `loss_lm` +
+    icl_loss_weight · `loss_icl` + tcl_loss_weight · `loss_tcl`; `logits` is (b, s_a, v).
+
+    `encoder_outputs` is the whole [`MCGModelOutput`] of the encoder pass (its video and question parts). It is an
+    attribute, not a field, so that the output's keys and tuple form are exactly `Seq2SeqLMOutput`'s.
     """
 
     loss_lm: torch.FloatTensor | None = None
     loss_icl: torch.FloatTensor | None = None
     loss_tcl: torch.FloatTensor | None = None
-    encoder_outputs: MCGModelOutput | None = None
+
+    encoder_outputs = None  # not annotated: an attribute outside the dataclass fields (see above)
 
 
 @dataclass
@@ -127,6 +180,9 @@ class MCGPreTrainingOutput(ModelOutput):
         video_embeds, text_embeds (`(b, e)`): L2-normalised contrastive embeddings.
         logits_mlm (`(b, s, v)`, *optional*): MLM predictions at the caption positions.
         logits_vtm (`(3b, 2)`, *optional*): match / no-match logits for positives, then both kinds of negatives.
+        hidden_states, attentions, cross_attentions (`tuple`, *optional*): the MLM fusion pass over the masked
+            caption, as [`MCGModelOutput`]'s.
+        video_hidden_states, video_attentions (`tuple`, *optional*): the IVM's.
     """
 
     loss: torch.FloatTensor | None = None
@@ -138,6 +194,11 @@ class MCGPreTrainingOutput(ModelOutput):
     text_embeds: torch.FloatTensor | None = None
     logits_mlm: torch.FloatTensor | None = None
     logits_vtm: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    video_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    video_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -156,65 +217,88 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return output, weights
 
 
+def attend(module, query, key, value, attention_mask, need_weights=False, **kwargs):
+    """The attention kernel named by `config._attn_implementation` on (b, h, l, dh) heads → (b, l, h, dh), weights.
+
+    Weights that a loss reads (`need_weights`) or that the caller records (`output_attentions`) come from eager
+    attention whatever the configured kernel, so asking for attention maps never needs a second model.
+    """
+    kernel = eager_attention_forward
+    if not (need_weights or kwargs.get("output_attentions")):
+        kernel = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
+    return kernel(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        scaling=module.scaling,
+        dropout=module.dropout if module.training else 0.0,
+    )
+
+
+class MCGVisionAttention(nn.Module):
+    """Self-attention along dim 1 of (b, l, [g,] d), for the video blocks.
+
+    With a middle dim g, each of its g positions is an independent sequence over l: they are folded into the heads, so
+    (b, t, n, d) attends over the t frames of every patch location through (b, n h, t, dh) views of the projections,
+    with no permute or copy. The mask must broadcast to (b, g h, l, l). `project=False` returns the heads merged back
+    to (b, l, [g,] d) before `out_proj`.
+    """
+
+    def __init__(self, config, hidden_size, num_heads, dropout=0.0, bias=True):
+        super().__init__()
+        self.config = config  # the top-level config: the kernel is read from config._attn_implementation
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = dropout
+        self.is_causal = False
+        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden_states, attention_mask=None, project=True, need_weights=False, **kwargs):
+        device_type = hidden_states.device.type
+        if torch.is_autocast_enabled(device_type):
+            # cast once for the three projections: autocast would cast (and keep for backward) one copy per projection
+            hidden_states = hidden_states.to(torch.get_autocast_dtype(device_type))
+        b, length = hidden_states.shape[:2]
+        query, key, value = (
+            proj(hidden_states).view(b, length, -1, self.head_dim).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )  # (b, [g] h, l, dh)
+        output, weights = attend(self, query, key, value, attention_mask, need_weights, **kwargs)
+        output = output.reshape(hidden_states.shape[:-1] + (-1,))  # (b, l, [g,] h dh)
+        return (self.out_proj(output) if project else output), weights
+
+
 class MCGAttention(nn.Module):
-    """Multi-head attention for self- and cross-attention, with the encoder–decoder KV cache.
+    """Multi-head self- or cross-attention for the text stacks, with the encoder–decoder KV cache.
 
     Cross-attention keys/values are computed at the first generation step and then read from the cache.
     """
 
-    def __init__(self, config, hidden_size, num_heads, kv_hidden_size=None, dropout=0.0, bias=True, layer_idx=None):
+    def __init__(self, config, hidden_size, num_heads, kv_hidden_size=None, dropout=0.0, layer_idx=None):
         super().__init__()
-        self.config = config  # the top-level config: the kernel is read from config._attn_implementation
-        self.num_heads = num_heads
+        self.config = config
         self.head_dim = hidden_size // num_heads
         self.scaling = self.head_dim**-0.5
         self.dropout = dropout
         self.is_causal = False  # causality always comes from an explicit mask
         self.layer_idx = layer_idx
         kv_hidden_size = kv_hidden_size or hidden_size
-        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
-        self.k_proj = nn.Linear(kv_hidden_size, hidden_size, bias=bias)
-        self.v_proj = nn.Linear(kv_hidden_size, hidden_size, bias=bias)
+        self.q_proj = nn.Linear(hidden_size, hidden_size)
+        self.k_proj = nn.Linear(kv_hidden_size, hidden_size)
+        self.v_proj = nn.Linear(kv_hidden_size, hidden_size)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(b, l, d) → (b, h, l, dh); (b, l, g, d) → (b, g h, l, dh): a view, the middle dims folded into the heads."""
-        return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)
+        return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)  # (b, l, d) → (b, h, l, dh)
 
-    def _attend(self, query, key, value, attention_mask, output_attentions: bool):
-        """Run the attention kernel on (b, h, l, dh) heads → output (b, l, h, dh), weights. Attention maps come from
-        eager; otherwise the kernel named by `config._attn_implementation`."""
-        kernel = eager_attention_forward
-        if not output_attentions:
-            kernel = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        return kernel(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.dropout if self.training else 0.0,
-        )
-
-    def self_attention(self, hidden_states, attention_mask=None, output_attentions=False, project=True):
-        """Self-attention along dim 1 of `hidden_states` (b, l, [g,] d), no cache.
-
-        With a middle dim g, each of its g positions is an independent sequence over l: they are folded into the
-        heads, so (b, t, n, d) attends over the t frames of every patch location through (b, n h, t, dh) views of the
-        projections, with no permute or copy. The mask must broadcast to (b, g h, l, l). `project=False` returns the
-        heads merged back to (b, l, [g,] d) before `out_proj`.
-        """
-        device_type = hidden_states.device.type
-        if torch.is_autocast_enabled(device_type):
-            # cast once for the three projections: autocast would cast (and keep for backward) one copy per projection
-            hidden_states = hidden_states.to(torch.get_autocast_dtype(device_type))
-        query, key, value = (self._heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
-        output, weights = self._attend(query, key, value, attention_mask, output_attentions)  # (b, l, [g] h, dh)
-        output = output.reshape(hidden_states.shape[:-1] + (-1,))  # (b, l, [g,] h dh)
-        return (self.out_proj(output) if project else output), weights
-
-    def forward(self, hidden_states, key_value_states=None, attention_mask=None, cache=None, output_attentions=False):
+    def forward(
+        self, hidden_states, key_value_states=None, attention_mask=None, cache=None, need_weights=False, **kwargs
+    ):
         b, q_len, _ = hidden_states.shape
         query = self._heads(self.q_proj(hidden_states))
         is_cross = key_value_states is not None
@@ -224,7 +308,7 @@ class MCGAttention(nn.Module):
                 reuse_cross = is_cross and cache.is_updated.get(self.layer_idx, False)
                 layer_cache = cache.cross_attention_cache if is_cross else cache.self_attention_cache
             else:
-                layer_cache = cache
+                layer_cache = None if is_cross else cache
         if reuse_cross:
             key, value = layer_cache.layers[self.layer_idx].keys, layer_cache.layers[self.layer_idx].values
         else:
@@ -234,9 +318,8 @@ class MCGAttention(nn.Module):
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross:
                     cache.is_updated[self.layer_idx] = True
-        output, weights = self._attend(query, key, value, attention_mask, output_attentions)  # (b, q, h, dh)
-        output = output.reshape(b, q_len, -1)  # (b, q, h * dh)
-        return self.out_proj(output), weights
+        output, weights = attend(self, query, key, value, attention_mask, need_weights, **kwargs)  # (b, q, h, dh)
+        return self.out_proj(output.reshape(b, q_len, -1)), weights
 
 
 class MCGMLP(nn.Module):
@@ -281,12 +364,6 @@ def _masked_frame_mean(x: torch.Tensor, frame_mask: torch.Tensor | None) -> torc
         return x.mean(dim=1)
     weights = frame_mask.to(x.dtype).view(*frame_mask.shape, *([1] * (x.ndim - 2)))  # (b, t, 1, ...)
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-
-
-def _join_tokens(cls: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-    """[CLS] (b, 1, d) and patches (b, t, n, d) → video tokens (b, 1 + t n, d): [CLS, frame 0 patches, frame 1, ...]."""
-    b, t, n, d = patches.shape
-    return torch.cat([cls, patches.reshape(b, t * n, d)], dim=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -334,74 +411,45 @@ class MCGVisionEmbeddings(nn.Module):
         )
         return resized.transpose(1, 2)  # (1, t, d)
 
-    def embed(self, pixel_values_videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(b, t, c, H, W) → [CLS] (b, 1, d) and patches (b, t, n, d), kept apart (the encoder layers' layout)."""
+    def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        """(b, t, c, H, W) → video tokens (b, 1 + t n, d): [CLS, frame 0 patches, frame 1 patches, ...]."""
         b, t = pixel_values_videos.shape[:2]
         frames = pixel_values_videos.flatten(0, 1).to(self.patch_embedding.weight.dtype)  # (b t, c, H, W)
         patches = self.patch_embedding(frames)  # (b t, d, gh, gw)
         grid_h, grid_w = patches.shape[-2:]
         # (b t, n, d), made contiguous once here: otherwise the conv's channels-first strides would be inherited by
-        # every later elementwise result and each layer norm would copy its input
+        # every later elementwise result
         patches = patches.flatten(2).transpose(1, 2).contiguous()
         position = self._spatial_position_embedding(grid_h, grid_w)
         patches = patches + position[:, 1:]
         n, d = patches.shape[1:]
         patches = patches.view(b, t, n, d) + self._temporal_embedding(t)[:, :, None]  # (b, t, n, d)
         cls = (self.class_embedding + position[0, 0]).expand(b, 1, d)  # (b, 1, d)
-        return self.dropout(cls), self.dropout(patches)
-
-    def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
-        return _join_tokens(*self.embed(pixel_values_videos))  # (b, 1 + t n, d)
+        return self.dropout(torch.cat([cls, patches.reshape(b, t * n, d)], dim=1))
 
 
-class _SubBlockCheckpointingLayer(GradientCheckpointingLayer):
-    """A `GradientCheckpointingLayer` that checkpoints parts of its forward instead of the whole call.
-
-    `activation_checkpointing_enable()` (or `gradient_checkpointing_enable()`) still switches it like any other layer:
-    it sets the flag and the checkpoint function, and counts the layer for `every_n_layers`. But recomputing a whole
-    layer in backward holds all of its activations at once; a subclass passes each part through `_checkpoint`, so only
-    one part's activations are live during its recompute.
-    """
-
-    def __init_subclass__(cls, **kwargs):
-        # skip GradientCheckpointingLayer's hook: it wraps `forward` in one more checkpoint, and a recomputed whole
-        # layer would recompute its checkpointed parts a second time
-        super(GradientCheckpointingLayer, cls).__init_subclass__(**kwargs)
-
-    def _checkpoint(self, part, *args):
-        """part(*args), through the checkpoint function that transformers installed (so `use_reentrant`, offloading
-        etc. apply) when checkpointing is on, in training, with grad enabled: as GradientCheckpointingLayer does.
-        Tensors that need gradients must come in `args` (positional, for `use_reentrant=True`)."""
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return self._gradient_checkpointing_func(part, *args)
-        return part(*args)
-
-
-class MCGVisionEncoderLayer(_SubBlockCheckpointingLayer):
+class MCGVisionEncoderLayer(GradientCheckpointingLayer):
     """Divided space-time block: temporal attention (each patch location over frames) → spatial attention (each
     frame, with the [CLS] replicated per frame and averaged back) → MLP; pre-norm, stochastic depth.
 
-    The [CLS] (b, 1, d) and the patches (b, t, n, d) travel as two tensors: every position-wise op (norms,
-    projections, MLP) then runs on contiguous tensors, the temporal attention reads (b, n h, t, dh) views of its
-    projections without any permute, and the two only meet in the spatial attention's input.
-
-    Gradient checkpointing recomputes the three sub-blocks one at a time, not the whole block: the backward then
-    holds one sub-block's activations instead of the block's, for the cost of keeping each sub-block's input.
+    Video tokens come in and go out as (b, 1 + t n, d). Inside, the [CLS] (b, 1, d) and the patches (b, t, n, d)
+    are handled apart: the temporal attention reads (b, n h, t, dh) views of its projections without any permute,
+    and the two only meet in the spatial attention's input.
     """
 
     def __init__(self, config, drop_path_rate: float):
         super().__init__()
         vc = config.vision_config
         d, heads = vc.hidden_size, vc.num_attention_heads
-        self.divided = vc.attention_type == "divided_space_time"
-        if self.divided:
-            self.temporal_layer_norm = nn.LayerNorm(d, eps=vc.layer_norm_eps)
-            self.temporal_attn = MCGAttention(
-                config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias
-            )
-            self.temporal_fc = nn.Linear(d, d)
+        self.temporal_layer_norm = nn.LayerNorm(d, eps=vc.layer_norm_eps)
+        self.temporal_attn = MCGVisionAttention(
+            config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias
+        )
+        self.temporal_fc = nn.Linear(d, d)
         self.layer_norm1 = nn.LayerNorm(d, eps=vc.layer_norm_eps)
-        self.spatial_attn = MCGAttention(config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias)
+        self.spatial_attn = MCGVisionAttention(
+            config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias
+        )
         self.layer_norm2 = nn.LayerNorm(d, eps=vc.layer_norm_eps)
         self.mlp = MCGMLP(d, vc.intermediate_size, vc.hidden_act)
         self.dropout = nn.Dropout(vc.hidden_dropout_prob)
@@ -422,108 +470,37 @@ class MCGVisionEncoderLayer(_SubBlockCheckpointingLayer):
         bias = torch.addmv(fc.bias, fc.weight, out_proj.bias)  # (d,)
         return F.linear(x, weight, bias)
 
-    def _temporal_block(self, patches, frame_mask):
-        """Temporal attention sub-block: patches (b, t, n, d) → (b, t, n, d); the [CLS] does not take part."""
-        # dim 1 of (b, t, n, d) is the sequence; the n patch locations are folded into the attention heads
+    def forward(self, hidden_states, frame_mask=None, num_frames: int = 1, need_weights=False, **kwargs):
+        """hidden_states (b, 1 + t n, d) → (hidden_states, spatial attention weights or None)."""
+        b, _, d = hidden_states.shape
+        cls, patches = hidden_states[:, :1], hidden_states[:, 1:].unflatten(1, (num_frames, -1))  # (b, t, n, d)
+        t, n = patches.shape[1:3]
+
+        # temporal: dim 1 of (b, t, n, d) is the sequence; the n patch locations are folded into the heads
         temporal_mask = None if frame_mask is None else _padding_mask(frame_mask)  # (b, 1, 1, t)
-        x, _ = self.temporal_attn.self_attention(
-            self.temporal_layer_norm(patches), attention_mask=temporal_mask, project=False
-        )  # (b, t, n, d)
-        return patches + self.drop_path(self._temporal_output(x))  # (b, t, n, d)
+        x, _ = self.temporal_attn(
+            self.temporal_layer_norm(patches), attention_mask=temporal_mask, project=False, **kwargs
+        )
+        patches = patches + self.drop_path(self._temporal_output(x))  # (b, t, n, d)
 
-    def _spatial_block(self, patches, cls, frame_mask, output_attentions: bool):
-        """Spatial attention sub-block → (patches, cls, attention weights or None). Each frame is one sequence
-        [CLS; its patches]; the per-frame [CLS] outputs are averaged over the real frames."""
-        b, t, n, d = patches.shape
-        # the [CLS] is normalised once and replicated per frame
-        x = torch.cat(
-            [self.layer_norm1(cls)[:, None].expand(b, t, 1, d), self.layer_norm1(patches)], dim=2
-        )  # (b, t, 1 + n, d)
-        x, weights = self.spatial_attn.self_attention(
-            x.view(b * t, 1 + n, d), output_attentions=output_attentions
-        )  # (b t, 1 + n, d)
+        # spatial: each frame is one sequence [CLS; its patches]; the [CLS] is normalised once, replicated per frame
+        # and its per-frame outputs averaged over the real frames
+        x = torch.cat([self.layer_norm1(cls)[:, None].expand(b, t, 1, d), self.layer_norm1(patches)], dim=2)
+        x, weights = self.spatial_attn(x.view(b * t, 1 + n, d), need_weights=need_weights, **kwargs)
         x = self.dropout(x).view(b, t, 1 + n, d)
-        cls_update = _masked_frame_mean(x[:, :, :1], frame_mask)  # (b, 1, d)
-        cls_update, patch_update = self.drop_path(cls_update, x[:, :, 1:])  # (b, 1, d), (b, t, n, d)
-        return patches + patch_update, cls + cls_update, weights
+        cls_update, patch_update = self.drop_path(_masked_frame_mean(x[:, :, :1], frame_mask), x[:, :, 1:])
+        cls, patches = cls + cls_update, patches + patch_update
 
-    def _mlp_block(self, patches, cls):
-        """MLP sub-block → (patches, cls); one stochastic-depth draw for both."""
+        # MLP, one stochastic-depth draw for the [CLS] and the patches
         cls_update, patch_update = self.drop_path(
             self.dropout(self.mlp(self.layer_norm2(cls))), self.dropout(self.mlp(self.layer_norm2(patches)))
-        )  # (b, 1, d), (b, t, n, d)
-        return patches + patch_update, cls + cls_update
-
-    def forward(self, patches, cls, frame_mask=None, output_attentions: bool = False):
-        """patches (b, t, n, d), cls (b, 1, d) → (patches, cls, spatial attention weights or None)."""
-        if self.divided:
-            patches = self._checkpoint(self._temporal_block, patches, frame_mask)
-        patches, cls, weights = self._checkpoint(self._spatial_block, patches, cls, frame_mask, output_attentions)
-        patches, cls = self._checkpoint(self._mlp_block, patches, cls)
-        return patches, cls, weights
-
-
-class MCGVisionTransformer(nn.Module):
-    """The IVM: (b, t, 3, H, W) frames → video tokens (see [`MCGVisionOutput`])."""
-
-    def __init__(self, config):
-        super().__init__()
-        vc = config.vision_config
-        self.config = vc
-        self.embeddings = MCGVisionEmbeddings(vc)
-        rates = [vc.drop_path_rate * i / max(vc.num_hidden_layers - 1, 1) for i in range(vc.num_hidden_layers)]
-        self.layers = nn.ModuleList([MCGVisionEncoderLayer(config, rate) for rate in rates])
-        self.post_layernorm = nn.LayerNorm(vc.hidden_size, eps=vc.layer_norm_eps)
-
-    def forward(
-        self,
-        pixel_values_videos: torch.Tensor,
-        video_frame_mask: torch.Tensor | None = None,
-        output_cls_attention: bool = False,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> MCGVisionOutput:
-        b, t = pixel_values_videos.shape[:2]
-        cls, patches = self.embeddings.embed(pixel_values_videos)  # (b, 1, d), (b, t, n, d)
-        n = patches.shape[2]
-        all_states, all_attentions, cls_attention = [], [], None
-        for i, layer in enumerate(self.layers):
-            if output_hidden_states:
-                all_states.append(_join_tokens(cls, patches))
-            wants_weights = output_attentions or (output_cls_attention and i == len(self.layers) - 1)
-            patches, cls, weights = layer(
-                patches, cls, frame_mask=video_frame_mask, output_attentions=wants_weights
-            )  # (b, t, n, d), (b, 1, d)
-            if output_attentions:
-                all_attentions.append(weights)
-            if output_cls_attention and i == len(self.layers) - 1:
-                cls_attention = weights[:, :, 0, 1:].reshape(b, t, -1, n)  # (b, t, h, n)
-        cls, patches = self.post_layernorm(cls), self.post_layernorm(patches)
-        if output_hidden_states:
-            all_states.append(_join_tokens(cls, patches))
-
-        if self.config.temporal_pooling == "mean":
-            tokens = torch.cat([cls, _masked_frame_mean(patches, video_frame_mask)], dim=1)  # (b, 1 + n, d)
-            mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
-        else:
-            tokens = _join_tokens(cls, patches)  # (b, 1 + t n, d)
-            frame_mask = (
-                video_frame_mask.long()
-                if video_frame_mask is not None
-                else torch.ones(b, t, dtype=torch.long, device=tokens.device)
-            )
-            mask = torch.cat([frame_mask.new_ones(b, 1), frame_mask.repeat_interleave(n, dim=1)], dim=1)  # (b, 1+t n)
-        return MCGVisionOutput(
-            last_hidden_state=tokens,
-            attention_mask=mask,
-            cls_attention=cls_attention,
-            hidden_states=tuple(all_states) if output_hidden_states else None,
-            attentions=tuple(all_attentions) if output_attentions else None,
         )
+        cls, patches = cls + cls_update, patches + patch_update
+        return torch.cat([cls, patches.reshape(b, t * n, d)], dim=1), weights
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# IQM, fusor and answer generator: BERT-style layers (post-norm, as BERT/BLIP so their weights load)
+# IQM, fusor and answer generator: one BERT-style stack (post-norm, as BERT/BLIP so their weights load)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -536,25 +513,14 @@ class MCGTextEmbeddings(nn.Module):
         self.position_embedding = nn.Embedding(text_config.max_position_embeddings, text_config.hidden_size)
         self.layer_norm = nn.LayerNorm(text_config.hidden_size, eps=text_config.layer_norm_eps)
         self.dropout = nn.Dropout(text_config.hidden_dropout_prob)
-        self.max_positions = text_config.max_position_embeddings
 
-    def forward(self, input_ids: torch.Tensor, past_length: int = 0) -> torch.Tensor:
-        s = input_ids.shape[1]
-        if past_length + s > self.max_positions:
-            raise ValueError(
-                f"Text of {past_length + s} tokens is longer than max_position_embeddings={self.max_positions}; "
-                "truncate it (the processor's max lengths) or use a config with more positions."
-            )
-        positions = torch.arange(past_length, past_length + s, device=input_ids.device)
-        return self.dropout(self.layer_norm(self.embed_tokens(input_ids) + self.position_embedding(positions)))
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        embeddings = self.embed_tokens(input_ids) + self.position_embedding(position_ids)
+        return self.dropout(self.layer_norm(embeddings))
 
 
 class MCGTextLayer(GradientCheckpointingLayer):
-    """Self-attention → (optional) cross-attention → FFN, each with a post-norm residual.
-
-    The same block serves the question encoder (bidirectional, no cross-attention), the cross-modal fusor
-    (bidirectional, cross-attention to the video) and the answer generator (causal, cross-attention to the evidence).
-    """
+    """Self-attention → (optional) cross-attention → FFN, each with a post-norm residual."""
 
     def __init__(self, config, text_config, cross_attention_hidden_size=None, layer_idx=None):
         super().__init__()
@@ -565,8 +531,7 @@ class MCGTextLayer(GradientCheckpointingLayer):
         )
         self.self_attn = MCGAttention(config, d, heads, dropout=p, layer_idx=layer_idx)
         self.layer_norm1 = nn.LayerNorm(d, eps=text_config.layer_norm_eps)
-        self.has_cross_attention = cross_attention_hidden_size is not None
-        if self.has_cross_attention:
+        if cross_attention_hidden_size is not None:
             self.cross_attn = MCGAttention(
                 config, d, heads, kv_hidden_size=cross_attention_hidden_size, dropout=p, layer_idx=layer_idx
             )
@@ -582,170 +547,25 @@ class MCGTextLayer(GradientCheckpointingLayer):
         encoder_hidden_states=None,
         encoder_attention_mask=None,
         cache=None,
-        output_attentions=False,
+        need_weights=False,
+        **kwargs,
     ):
-        residual, self_weights = self.self_attn(
-            hidden_states, attention_mask=attention_mask, cache=cache, output_attentions=output_attentions
+        """→ (hidden_states, self-attention weights or None)."""
+        residual, weights = self.self_attn(
+            hidden_states, attention_mask=attention_mask, cache=cache, need_weights=need_weights, **kwargs
         )
         hidden_states = self.layer_norm1(hidden_states + self.dropout(residual))
-        cross_weights = None
-        if self.has_cross_attention:
-            residual, cross_weights = self.cross_attn(
+        if encoder_hidden_states is not None:
+            residual, _ = self.cross_attn(
                 hidden_states,
                 key_value_states=encoder_hidden_states,
                 attention_mask=encoder_attention_mask,
                 cache=cache,
-                output_attentions=output_attentions,
+                **kwargs,
             )
             hidden_states = self.cross_attn_layer_norm(hidden_states + self.dropout(residual))
         hidden_states = self.layer_norm2(hidden_states + self.dropout(self.mlp(hidden_states)))
-        return hidden_states, self_weights, cross_weights
-
-
-class MCGQuestionEncoder(nn.Module):
-    """The IQM: a bidirectional BERT encoder over `[ENC] question [SEP] (subtitles [SEP])`.
-
-    `encode_embeddings` runs the same layers over given embeddings: the official "fusion" mode, which re-encodes
-    `[question; video]` with these weights when `fusion_type="concat"`.
-    """
-
-    def __init__(self, config):
-        super().__init__()
-        qc = config.question_config
-        self.embeddings = MCGTextEmbeddings(qc)
-        self.layers = nn.ModuleList([MCGTextLayer(config, qc) for _ in range(qc.num_hidden_layers)])
-
-    def encode_embeddings(
-        self,
-        hidden_states,
-        attention_mask,
-        output_cls_attention=False,
-        output_attentions=False,
-        output_hidden_states=False,
-    ):
-        mask = _padding_mask(attention_mask)
-        all_states, all_attentions, cls_attention = [], [], None
-        for i, layer in enumerate(self.layers):
-            if output_hidden_states:
-                all_states.append(hidden_states)
-            last = i == len(self.layers) - 1
-            hidden_states, weights, _ = layer(
-                hidden_states,
-                attention_mask=mask,
-                output_attentions=output_attentions or (output_cls_attention and last),
-            )
-            if output_attentions:
-                all_attentions.append(weights)
-            if output_cls_attention and last:
-                cls_attention = weights[:, :, 0]  # (b, h, s): [CLS]/[ENC] → every token
-        if output_hidden_states:
-            all_states.append(hidden_states)
-        return hidden_states, cls_attention, tuple(all_states) or None, tuple(all_attentions) or None
-
-    def forward(self, input_ids, attention_mask, **kwargs):
-        return self.encode_embeddings(self.embeddings(input_ids), attention_mask, **kwargs)
-
-
-class MCGCrossModalFusor(nn.Module):
-    """CFor (`fusion_type="cross"`): question tokens self-attend, then read the video tokens by cross-attention."""
-
-    def __init__(self, config):
-        super().__init__()
-        qc = config.question_config
-        self.layers = nn.ModuleList(
-            [
-                MCGTextLayer(config, qc, cross_attention_hidden_size=config.vision_config.hidden_size)
-                for _ in range(config.num_fusion_layers)
-            ]
-        )
-
-    def forward(
-        self,
-        question_states,
-        question_mask,
-        video_states,
-        video_mask,
-        output_attentions=False,
-        output_hidden_states=False,
-    ):
-        self_mask, cross_mask = _padding_mask(question_mask), _padding_mask(video_mask)
-        hidden_states, all_states, self_attentions, cross_attentions = question_states, [], [], []
-        for layer in self.layers:
-            if output_hidden_states:
-                all_states.append(hidden_states)
-            # tensors positionally: a reentrant checkpoint only treats positional tensors as the layer's inputs
-            hidden_states, self_weights, cross_weights = layer(
-                hidden_states, self_mask, video_states, cross_mask, None, output_attentions
-            )
-            self_attentions.append(self_weights)
-            cross_attentions.append(cross_weights)
-        if output_hidden_states:
-            all_states.append(hidden_states)
-        if not output_attentions:
-            self_attentions = cross_attentions = []
-        return (
-            hidden_states,
-            tuple(all_states) or None,
-            tuple(self_attentions) or None,
-            tuple(cross_attentions) or None,
-        )
-
-
-class MCGAnswerDecoder(nn.Module):
-    """Answer generator: causal self-attention → cross-attention to the fused evidence → FFN, with KV cache."""
-
-    def __init__(self, config):
-        super().__init__()
-        dc = config.decoder
-        self.embeddings = MCGTextEmbeddings(dc)
-        self.layers = nn.ModuleList(
-            [
-                MCGTextLayer(config, dc, cross_attention_hidden_size=config.question_config.hidden_size, layer_idx=i)
-                for i in range(dc.num_hidden_layers)
-            ]
-        )
-
-    def forward(
-        self,
-        input_ids,
-        encoder_hidden_states,
-        encoder_attention_mask,
-        attention_mask=None,
-        cache=None,
-        output_attentions=False,
-        output_hidden_states=False,
-    ):
-        b, q_len = input_ids.shape
-        past = cache.get_seq_length() if cache is not None else 0
-        hidden_states = self.embeddings(input_ids, past_length=past)
-        key_positions = torch.arange(past + q_len, device=input_ids.device)
-        query_positions = torch.arange(past, past + q_len, device=input_ids.device)
-        self_mask = (key_positions[None, :] <= query_positions[:, None])[None, None]  # (1, 1, q, past + q)
-        if attention_mask is not None:
-            if attention_mask.shape[1] == q_len and past > 0:  # a mask of the new tokens only
-                attention_mask = torch.cat([attention_mask.new_ones(b, past), attention_mask], dim=1)
-            self_mask = self_mask & _padding_mask(attention_mask)  # (b, 1, q, past + q)
-        cross_mask = _padding_mask(encoder_attention_mask)
-        all_states, self_attentions, cross_attentions = [], [], []
-        for layer in self.layers:
-            if output_hidden_states:
-                all_states.append(hidden_states)
-            # tensors positionally: a reentrant checkpoint only treats positional tensors as the layer's inputs
-            hidden_states, self_weights, cross_weights = layer(
-                hidden_states, self_mask, encoder_hidden_states, cross_mask, cache, output_attentions
-            )
-            self_attentions.append(self_weights)
-            cross_attentions.append(cross_weights)
-        if output_hidden_states:
-            all_states.append(hidden_states)
-        if not output_attentions:
-            self_attentions = cross_attentions = []
-        return (
-            hidden_states,
-            tuple(all_states) or None,
-            tuple(self_attentions) or None,
-            tuple(cross_attentions) or None,
-        )
+        return hidden_states, weights
 
 
 class MCGLMHead(nn.Module):
@@ -763,7 +583,7 @@ class MCGLMHead(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Pre-trained model plumbing
+# Pre-trained model plumbing and input checks
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -806,15 +626,35 @@ class MCGPreTrainedModel(PreTrainedModel):
                 init.normal_(module.temporal_embedding, std=module.config.temporal_embedding_init_std)
             else:  # warm start: a zero temporal embedding leaves image-pretrained frames unchanged
                 init.zeros_(module.temporal_embedding)
-        elif isinstance(module, MCGVisionEncoderLayer) and module.divided:
+        elif isinstance(module, MCGVisionEncoderLayer):
             # temporal attention starts as a no-op, so an image-pretrained spatial stack is undisturbed at step 0
             init.zeros_(module.temporal_fc.weight)
             init.zeros_(module.temporal_fc.bias)
         elif isinstance(module, MCGModel):
             init.constant_(module.temperature, self.config.temperature_init)
 
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Resize the one vocabulary that the question encoder, the answer generator (with its tied LM head) and the
+        MLM head share, and keep `question_config.vocab_size` and `decoder.vocab_size` equal."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return embeddings
+        size = embeddings.num_embeddings
+        for module in self.modules():
+            if isinstance(module, MCGTextEmbeddings) and module.embed_tokens.num_embeddings != size:
+                module.embed_tokens = self._get_resized_embeddings(
+                    module.embed_tokens, size, mean_resizing=mean_resizing
+                )
+            elif isinstance(module, MCGLMHead) and module.out_proj.out_features != size:
+                module.out_proj = self._get_resized_lm_head(module.out_proj, size, mean_resizing=mean_resizing)
+        self.config.question_config.vocab_size = self.config.decoder.vocab_size = size
+        self.tie_weights()
+        return embeddings
+
 
 def _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_size=None):
+    if pixel_values_videos is None:
+        raise ValueError("pixel_values_videos is required: preprocess the video with the processor.")
     vc = config.vision_config
     if pixel_values_videos.ndim != 5:
         raise ValueError(
@@ -864,22 +704,6 @@ def _check_video_index(video_index, batch_size, num_videos):
         )
 
 
-def _select_videos(video: MCGVisionOutput, video_index: torch.Tensor) -> MCGVisionOutput:
-    """Per-video IVM outputs (v, ...) → per-question outputs (b, ...): row i is video `video_index[i]`."""
-    attentions = video.attentions
-    if attentions is not None:
-        # (v t, h, 1 + n, 1 + n) → (v, t, ...) → (b, t, ...) → (b t, h, 1 + n, 1 + n)
-        num_videos = video.last_hidden_state.shape[0]
-        attentions = tuple(a.unflatten(0, (num_videos, -1))[video_index].flatten(0, 1) for a in attentions)
-    return MCGVisionOutput(
-        last_hidden_state=video.last_hidden_state[video_index],
-        attention_mask=video.attention_mask[video_index],
-        cls_attention=None if video.cls_attention is None else video.cls_attention[video_index],
-        hidden_states=None if video.hidden_states is None else tuple(h[video_index] for h in video.hidden_states),
-        attentions=attentions,
-    )
-
-
 def _check_text_inputs(input_ids, attention_mask, name="input_ids"):
     if input_ids is None:
         raise ValueError(f"{name} is required: tokenize the question with the processor.")
@@ -897,6 +721,186 @@ def _check_text_inputs(input_ids, attention_mask, name="input_ids"):
             raise ValueError(f"Some rows of {name} are empty (attention_mask all zero): every question needs text.")
 
 
+def _select_videos(video: MCGVideoOutput, video_index: torch.Tensor) -> MCGVideoOutput:
+    """Per-video IVM outputs (v, ...) → per-question outputs (b, ...): row i is video `video_index[i]`."""
+    num_videos = video.last_hidden_state.shape[0]
+
+    def select(x):
+        return None if x is None else x[video_index]
+
+    def select_frames(x):  # (v t, ...) → (v, t, ...) → (b, t, ...) → (b t, ...)
+        return x.unflatten(0, (num_videos, -1))[video_index].flatten(0, 1)
+
+    return MCGVideoOutput(
+        last_hidden_state=video.last_hidden_state[video_index],
+        pooler_output=select(video.pooler_output),
+        hidden_states=None if video.hidden_states is None else tuple(map(select, video.hidden_states)),
+        attentions=None if video.attentions is None else tuple(map(select_frames, video.attentions)),
+        attention_mask=video.attention_mask[video_index],
+        cls_attention=select(video.cls_attention),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The stacks: IVM and the text stack (IQM / fusor / answer generator)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class MCGVisionModel(MCGPreTrainedModel):
+    """The IVM: (b, t, 3, H, W) frames → video tokens (see [`MCGVideoOutput`])."""
+
+    main_input_name = "pixel_values_videos"
+    input_modalities = ("video",)
+    _can_record_outputs = {
+        "hidden_states": MCGVisionEncoderLayer,
+        "attentions": OutputRecorder(MCGVisionAttention, index=1, layer_name="spatial_attn"),
+    }
+
+    def __init__(self, config: MCGConfig):
+        super().__init__(config)
+        vc = config.vision_config
+        self.embeddings = MCGVisionEmbeddings(vc)
+        rates = [vc.drop_path_rate * i / max(vc.num_hidden_layers - 1, 1) for i in range(vc.num_hidden_layers)]
+        self.layers = nn.ModuleList([MCGVisionEncoderLayer(config, rate) for rate in rates])
+        self.post_layernorm = nn.LayerNorm(vc.hidden_size, eps=vc.layer_norm_eps)
+        self.post_init()
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values_videos: torch.FloatTensor,
+        video_frame_mask: torch.LongTensor | None = None,
+        return_cls_attention: bool = False,
+        **kwargs,
+    ) -> MCGVideoOutput:
+        b, t = pixel_values_videos.shape[:2]
+        hidden_states = self.embeddings(pixel_values_videos)  # (b, 1 + t n, d)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            hidden_states, weights = layer(
+                hidden_states, video_frame_mask, t, need_weights=return_cls_attention and i == last, **kwargs
+            )
+        hidden_states = self.post_layernorm(hidden_states)
+        cls, patches = hidden_states[:, :1], hidden_states[:, 1:].unflatten(1, (t, -1))  # (b, 1, d), (b, t, n, d)
+        n = patches.shape[2]
+        cls_attention = weights[:, :, 0, 1:].reshape(b, t, -1, n) if return_cls_attention else None  # (b, t, h, n)
+
+        if self.config.vision_config.temporal_pooling == "mean":
+            tokens = torch.cat([cls, _masked_frame_mean(patches, video_frame_mask)], dim=1)  # (b, 1 + n, d)
+            mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
+        else:
+            tokens = hidden_states  # (b, 1 + t n, d)
+            frame_mask = (
+                video_frame_mask.long()
+                if video_frame_mask is not None
+                else torch.ones(b, t, dtype=torch.long, device=tokens.device)
+            )
+            mask = torch.cat([frame_mask.new_ones(b, 1), frame_mask.repeat_interleave(n, dim=1)], dim=1)  # (b, k)
+        return MCGVideoOutput(last_hidden_state=tokens, attention_mask=mask, cls_attention=cls_attention)
+
+
+class MCGTextModel(MCGPreTrainedModel):
+    """One BERT-style stack, three roles: the IQM (bidirectional, over `[ENC] question [SEP] (subtitles [SEP])`), the
+    cross-modal fusor CFor (bidirectional, cross-attention to the video tokens, no embeddings of its own) and the
+    answer generator (causal, cross-attention to the fused evidence, KV cache).
+
+    Token positions count real tokens only (from `attention_mask`), so a left-padded batch encodes each question as
+    it would be encoded alone.
+    """
+
+    _can_record_outputs = {
+        "hidden_states": MCGTextLayer,
+        "attentions": OutputRecorder(MCGAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(MCGAttention, index=1, layer_name="cross_attn"),
+    }
+
+    def __init__(
+        self, config: MCGConfig, text_config, num_layers=None, cross_attention_hidden_size=None, is_decoder=False
+    ):
+        super().__init__(config)
+        self.is_decoder = is_decoder
+        self.embeddings = MCGTextEmbeddings(text_config) if num_layers is None else None
+        num_layers = text_config.num_hidden_layers if num_layers is None else num_layers
+        self.max_positions = text_config.max_position_embeddings
+        self.layers = nn.ModuleList(
+            [MCGTextLayer(config, text_config, cross_attention_hidden_size, layer_idx=i) for i in range(num_layers)]
+        )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return None if self.embeddings is None else self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embeddings.embed_tokens = value
+
+    def _positions(self, input_ids, attention_mask, past_length):
+        if self.is_decoder or attention_mask is None:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device) + past_length
+            positions = positions.expand_as(input_ids)
+        else:  # count real tokens: left padding does not shift the question
+            positions = (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+        length = input_ids.shape[1] + (past_length if isinstance(past_length, int) else 0)
+        if length > self.max_positions:
+            raise ValueError(
+                f"Text of {length} tokens is longer than max_position_embeddings={self.max_positions}; truncate it "
+                "(the processor's max lengths) or use a config with more positions."
+            )
+        return positions
+
+    def _self_attention_mask(self, attention_mask, q_len, cache, device):
+        """Boolean (b or 1, 1, q, k) mask: padding (bidirectional stacks), and causality over the cache (decoder)."""
+        if not self.is_decoder:
+            return None if attention_mask is None else _padding_mask(attention_mask)
+        past = 0 if cache is None else cache.get_seq_length()
+        kv_length = q_len + past
+        if cache is not None:
+            self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+            kv_length, _ = self_cache.get_mask_sizes(q_len, 0)
+        key_positions = torch.arange(kv_length, device=device)
+        query_positions = torch.arange(q_len, device=device) + past
+        mask = (key_positions[None, :] <= query_positions[:, None])[None, None]  # (1, 1, q, k)
+        if attention_mask is not None:
+            b = attention_mask.shape[0]
+            if attention_mask.shape[1] == q_len and kv_length > q_len:  # a mask of the new tokens only
+                attention_mask = torch.cat([attention_mask.new_ones(b, kv_length - q_len), attention_mask], dim=1)
+            mask = mask & _padding_mask(attention_mask[:, :kv_length])  # (b, 1, q, k)
+        return mask
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        encoder_hidden_states: torch.FloatTensor | None = None,
+        encoder_attention_mask: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        return_cls_attention: bool = False,
+        **kwargs,
+    ) -> MCGTextOutput:
+        if inputs_embeds is None:
+            past = 0 if cache is None else cache.get_seq_length()
+            inputs_embeds = self.embeddings(input_ids, self._positions(input_ids, attention_mask, past))
+        self_mask = self._self_attention_mask(attention_mask, inputs_embeds.shape[1], cache, inputs_embeds.device)
+        cross_mask = None if encoder_attention_mask is None else _padding_mask(encoder_attention_mask)
+        hidden_states, last = inputs_embeds, len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            # tensors positionally: a reentrant checkpoint only treats positional tensors as the layer's inputs
+            hidden_states, weights = layer(
+                hidden_states,
+                self_mask,
+                encoder_hidden_states,
+                cross_mask,
+                cache=cache,
+                need_weights=return_cls_attention and i == last,
+                **kwargs,
+            )
+        cls_attention = weights[:, :, 0] if return_cls_attention else None  # (b, h, s): [CLS]/[ENC] → every token
+        return MCGTextOutput(last_hidden_state=hidden_states, cache=cache, cls_attention=cls_attention)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # MCGModel: video + question + fusion → fused evidence (the encoder side)
 # ----------------------------------------------------------------------------------------------------------------
@@ -907,64 +911,95 @@ class MCGModel(MCGPreTrainedModel):
 
     def __init__(self, config: MCGConfig):
         super().__init__(config)
-        self.vision_model = MCGVisionTransformer(config)
-        self.question_model = MCGQuestionEncoder(config)
-        self.fusor = MCGCrossModalFusor(config) if config.fusion_type == "cross" else None
+        self.vision_model = MCGVisionModel(config)
+        self.question_model = MCGTextModel(config, config.question_config)
+        self.fusor = None
+        if config.fusion_type == "cross":
+            self.fusor = MCGTextModel(
+                config,
+                config.question_config,
+                num_layers=config.num_fusion_layers,
+                cross_attention_hidden_size=config.vision_config.hidden_size,
+            )
         self.vision_proj = nn.Linear(config.vision_config.hidden_size, config.projection_dim)
         self.text_proj = nn.Linear(config.question_config.hidden_size, config.projection_dim)
         self.temperature = nn.Parameter(torch.tensor(config.temperature_init))
         self.post_init()
 
     def get_input_embeddings(self):
-        return self.question_model.embeddings.embed_tokens
+        return self.question_model.get_input_embeddings()
 
     def set_input_embeddings(self, value):
-        self.question_model.embeddings.embed_tokens = value
+        self.question_model.set_input_embeddings(value)
 
     def clamped_temperature(self) -> torch.Tensor:
         """The learnable ICL temperature, clamped to [temperature_min, temperature_max] as the official code does."""
         return self.temperature.clamp(self.config.temperature_min, self.config.temperature_max)
 
-    def encode_video(self, pixel_values_videos, video_frame_mask=None, **kwargs) -> MCGVisionOutput:
+    def encode_video(
+        self, pixel_values_videos, video_frame_mask=None, video_index=None, return_cls_attention=False, **kwargs
+    ) -> MCGVideoOutput:
+        """The IVM. With `video_index` (b,), `pixel_values_videos` holds each distinct video once (v, t, 3, H, W)
+        and the outputs are per question: row i is video `video_index[i]`, encoded once however many ask about it."""
         _check_video_inputs(self.config, pixel_values_videos, video_frame_mask)
-        return self.vision_model(pixel_values_videos, video_frame_mask, **kwargs)
+        video = self.vision_model(
+            pixel_values_videos,
+            video_frame_mask,
+            return_cls_attention=return_cls_attention,
+            return_dict=True,
+            **kwargs,
+        )
+        return video if video_index is None else _select_videos(video, video_index)
 
-    def get_video_features(self, pixel_values_videos, video_frame_mask=None) -> torch.Tensor:
-        """L2-normalised video embedding (b, e) from the video [CLS], in the ICL space."""
-        video = self.encode_video(pixel_values_videos, video_frame_mask).last_hidden_state
-        return F.normalize(self.vision_proj(video[:, 0]), dim=-1)
-
-    def get_text_features(self, input_ids, attention_mask=None) -> torch.Tensor:
-        """L2-normalised text embedding (b, e) from the text [CLS]/[ENC] token, in the ICL space."""
+    def encode_text(self, input_ids, attention_mask=None, return_cls_attention=False, **kwargs) -> MCGTextOutput:
+        """The IQM over `[ENC] question [SEP] (subtitles [SEP])` (or a caption, in text mode)."""
         _check_text_inputs(input_ids, attention_mask)
-        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        text, *_ = self.question_model(input_ids, attention_mask)
-        return F.normalize(self.text_proj(text[:, 0]), dim=-1)
+        return self.question_model(
+            input_ids, attention_mask, return_cls_attention=return_cls_attention, return_dict=True, **kwargs
+        )
 
     def fuse(
-        self,
-        question_states,
-        question_mask,
-        video_states,
-        video_mask,
-        output_attentions=False,
-        output_hidden_states=False,
-    ):
-        """Cross-modal fusor → (fused evidence, its mask, hidden states, self-attentions, cross-attentions)."""
+        self, question_states, question_mask, video_states, video_mask, **kwargs
+    ) -> tuple[MCGTextOutput, torch.Tensor]:
+        """The cross-modal fusor → (its output, the mask of the fused evidence). `fusion_type="concat"` re-encodes
+        `[question; video]` with the question encoder's own layers, as the official code does."""
+        if question_mask is None:
+            question_mask = torch.ones(question_states.shape[:2], dtype=torch.long, device=question_states.device)
         if self.fusor is not None:
-            fused, states, self_attn, cross_attn = self.fusor(
-                question_states, question_mask, video_states, video_mask, output_attentions, output_hidden_states
+            fused = self.fusor(
+                inputs_embeds=question_states,
+                attention_mask=question_mask,
+                encoder_hidden_states=video_states,
+                encoder_attention_mask=video_mask,
+                return_dict=True,
+                **kwargs,
             )
-            return fused, question_mask, states, self_attn, cross_attn
+            return fused, question_mask
         mask = torch.cat([question_mask, video_mask.to(question_mask.dtype)], dim=1)  # (b, s + k)
-        fused, _, states, self_attn = self.question_model.encode_embeddings(
-            torch.cat([question_states, video_states], dim=1),  # (b, s + k, d): [question; video]
-            mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+        fused = self.question_model(
+            inputs_embeds=torch.cat([question_states, video_states], dim=1),
+            attention_mask=mask,
+            return_dict=True,
+            **kwargs,
         )
-        return fused, mask, states, self_attn, None
+        return fused, mask
 
+    @can_return_tuple
+    def get_video_features(self, pixel_values_videos, video_frame_mask=None, **kwargs) -> MCGVideoOutput:
+        """The IVM output, with `pooler_output` the L2-normalised video embedding (b, e) in the ICL space."""
+        video = self.encode_video(pixel_values_videos, video_frame_mask, **kwargs)
+        return replace(video, pooler_output=F.normalize(self.vision_proj(video.last_hidden_state[:, 0]), dim=-1))
+
+    @can_return_tuple
+    def get_text_features(self, input_ids, attention_mask=None, **kwargs) -> MCGTextOutput:
+        """The IQM output, with `pooler_output` the L2-normalised text embedding (b, e) of the first real token
+        ([CLS]/[ENC]) in the ICL space."""
+        text = self.encode_text(input_ids, attention_mask, **kwargs)
+        first = 0 if attention_mask is None else attention_mask.long().argmax(dim=1)  # left padding: first real token
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return replace(text, pooler_output=F.normalize(self.text_proj(text.last_hidden_state[rows, first]), dim=-1))
+
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -972,122 +1007,71 @@ class MCGModel(MCGPreTrainedModel):
         pixel_values_videos: torch.FloatTensor | None = None,
         video_frame_mask: torch.LongTensor | None = None,
         video_index: torch.LongTensor | None = None,
-        output_cls_attentions: bool = False,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        return_cls_attention: bool = False,
         **kwargs,
     ) -> MCGModelOutput:
         """Video (b, t, 3, H, W) + question (b, s) → fused evidence (b, s_f, d) and the unimodal outputs.
 
         With `video_index` (b,), `pixel_values_videos` holds each distinct video once (v, t, 3, H, W) and question i
-        reads video `video_index[i]`: several questions about one clip share one IVM pass. The `video_*` outputs are
-        then per question (b, ...), as without it.
+        reads video `video_index[i]`; the `video_*` outputs are per question. `return_cls_attention=True` adds the
+        IVM's last-layer [CLS] attention that token-level contrast weighs patches with.
         """
         _check_text_inputs(input_ids, attention_mask)
-        if pixel_values_videos is None:
-            raise ValueError("pixel_values_videos is required: preprocess the video with the processor.")
         if video_index is None:
             _check_video_inputs(self.config, pixel_values_videos, video_frame_mask, batch_size=input_ids.shape[0])
         else:
             _check_video_inputs(self.config, pixel_values_videos, video_frame_mask)
             _check_video_index(video_index, input_ids.shape[0], pixel_values_videos.shape[0])
-        output_attentions = bool(output_attentions)
-        output_hidden_states = bool(output_hidden_states)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-
-        video = self.vision_model(
-            pixel_values_videos,
-            video_frame_mask,
-            output_cls_attention=output_cls_attentions,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        if video_index is not None:
-            video = _select_videos(video, video_index)
-        question, question_cls_attention, question_states, question_attentions = self.question_model(
-            input_ids,
-            attention_mask,
-            output_cls_attention=output_cls_attentions,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        fused, fused_mask, fusion_states, fusion_attentions, fusion_cross = self.fuse(
-            question,
-            attention_mask,
-            video.last_hidden_state,
-            video.attention_mask,
-            output_attentions,
-            output_hidden_states,
+        video = self.encode_video(pixel_values_videos, video_frame_mask, video_index, return_cls_attention, **kwargs)
+        question = self.encode_text(input_ids, attention_mask, **kwargs)
+        fused, fused_mask = self.fuse(
+            question.last_hidden_state, attention_mask, video.last_hidden_state, video.attention_mask, **kwargs
         )
         return MCGModelOutput(
-            last_hidden_state=fused,
+            last_hidden_state=fused.last_hidden_state,
+            hidden_states=fused.hidden_states,
+            attentions=fused.attentions,
+            cross_attentions=fused.cross_attentions,
             attention_mask=fused_mask,
             video_last_hidden_state=video.last_hidden_state,
             video_attention_mask=video.attention_mask,
-            question_last_hidden_state=question,
-            video_cls_attention=video.cls_attention,
-            question_cls_attention=question_cls_attention,
             video_hidden_states=video.hidden_states,
-            question_hidden_states=question_states,
-            fusion_hidden_states=fusion_states,
             video_attentions=video.attentions,
-            question_attentions=question_attentions,
-            fusion_attentions=fusion_attentions,
-            fusion_cross_attentions=fusion_cross,
+            question_last_hidden_state=question.last_hidden_state,
+            question_hidden_states=question.hidden_states,
+            question_attentions=question.attentions,
+            video_cls_attention=video.cls_attention,
         )
-
-    # --- multi-granularity contrastive learning on (video, text) pairs: used by QA (auxiliary) and pre-training ---
 
     def contrastive_losses(
         self,
-        video_tokens: torch.Tensor,
-        video_mask: torch.Tensor,
-        video_cls_attention: torch.Tensor | None,
+        video: MCGVideoOutput,
         video_frame_mask: torch.Tensor | None,
-        text_input_ids: torch.Tensor,
-        text_attention_mask: torch.Tensor,
-        text_word_ids: torch.Tensor | None = None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        word_ids: torch.Tensor | None = None,
         compute_icl: bool = True,
         compute_tcl: bool = True,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """ICL and TCL between already-encoded video tokens and a text (encoded here in text mode).
-
-        Returns (loss_icl, loss_tcl, video_embeds (b, e), text_embeds (b, e), text_states (b, s, d)).
-        `text_word_ids` (b, s) maps tokens to words (-1 = no word); without it every real token after the first is
-        its own word.
-        """
-        text_states, text_cls_attention, _, _ = self.question_model(
-            text_input_ids, text_attention_mask, output_cls_attention=compute_tcl
-        )
-        video_embeds = F.normalize(self.vision_proj(video_tokens[:, 0]), dim=-1)
-        text_embeds = F.normalize(self.text_proj(text_states[:, 0]), dim=-1)
-        loss_icl = (
-            instance_contrastive_loss(video_embeds, text_embeds, self.clamped_temperature()) if compute_icl else None
-        )
-        loss_tcl = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """ICL and TCL (`losses.py`) between an encoded video and a text encoded here in text mode → (loss_icl,
+        loss_tcl, video_embeds (b, e), text_embeds (b, e)). This method only supplies the projected tokens and the
+        [CLS] attention maps the losses weigh them with. `word_ids` (b, s) maps tokens to words (-1 = no word);
+        without it every real token after the first is its own word."""
+        text = self.get_text_features(input_ids, attention_mask, return_cls_attention=compute_tcl, return_dict=True)
+        video_embeds = F.normalize(self.vision_proj(video.last_hidden_state[:, 0]), dim=-1)
+        text_embeds = text.pooler_output
+        loss_icl = loss_tcl = None
+        if compute_icl:
+            loss_icl = instance_contrastive_loss(video_embeds, text_embeds, self.clamped_temperature())
         if compute_tcl:
-            if video_cls_attention is None:
-                raise ValueError("TCL needs the video [CLS] attention: encode the video with output_cls_attentions.")
-            b = video_tokens.shape[0]
-            t, n = video_cls_attention.shape[1], video_cls_attention.shape[-1]
-            # patch importance: [CLS]→patch attention averaged over heads, then over the sample's real frames (Q2 fix)
-            patch_importance = video_cls_attention.float().mean(dim=2)  # (b, t, n)
-            if video_tokens.shape[1] == 1 + n:  # temporally pooled tokens
-                importance = _masked_frame_mean(patch_importance, video_frame_mask)  # (b, n)
-            else:  # every frame's tokens
-                importance = patch_importance.reshape(b, t * n)  # (b, t n)
-            patch_mask = video_mask[:, 1:].bool()
-            video_weights = clipped_importance(importance, patch_mask)
-            patch_tokens = F.normalize(self.vision_proj(video_tokens[:, 1:]), dim=-1)  # (b, k - 1, e)
-
-            if text_word_ids is None:
-                positions = torch.arange(text_input_ids.shape[1], device=text_input_ids.device)
-                text_word_ids = torch.where(text_attention_mask.bool() & (positions > 0), positions - 1, -1)
-            token_importance = text_cls_attention.float().mean(dim=1)  # (b, s), aligned with the tokens (Q3 fix)
-            words, word_importance, word_mask = aggregate_words(text_states, token_importance, text_word_ids)
-            word_weights = clipped_importance(word_importance, word_mask)
+            if video.cls_attention is None:
+                raise ValueError("TCL needs the video [CLS] attention: encode the video with return_cls_attention.")
+            patch_mask = video.attention_mask[:, 1:].bool()
+            video_weights = video_patch_weights(video.cls_attention, video_frame_mask, patch_mask)
+            patch_tokens = F.normalize(self.vision_proj(video.last_hidden_state[:, 1:]), dim=-1)  # (b, k - 1, e)
+            words, word_weights, word_mask = word_tokens_and_weights(
+                text.last_hidden_state, text.cls_attention, attention_mask, word_ids
+            )
             word_tokens = F.normalize(self.text_proj(words), dim=-1)  # (b, m, e)
             loss_tcl = token_contrastive_loss(
                 patch_tokens,
@@ -1098,7 +1082,7 @@ class MCGModel(MCGPreTrainedModel):
                 word_mask,
                 self.config.tcl_temperature,
             )
-        return loss_icl, loss_tcl, video_embeds, text_embeds, text_states
+        return loss_icl, loss_tcl, video_embeds, text_embeds
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -1133,8 +1117,8 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
 
     Loss: label-smoothed next-token cross-entropy, summed over a sample's answer tokens and averaged over the batch
     (the official recipe), plus optional ICL/TCL on (video, question + answer) pairs (`icl_loss_weight`,
-    `tcl_loss_weight`). `generate()` works as for any transformers encoder–decoder (greedy, beams, sampling; the
-    video and fusion are computed once per question), and `score_choices()` ranks candidate answers.
+    `tcl_loss_weight`). `generate()` works as for any transformers encoder–decoder (greedy, beams, sampling, static
+    cache; the video and fusion are computed once per question), and `score_choices()` ranks candidate answers.
     """
 
     _tied_weights_keys = {"lm_head.out_proj.weight": "decoder.embeddings.embed_tokens.weight"}
@@ -1143,9 +1127,27 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
     def __init__(self, config: MCGConfig):
         super().__init__(config)
         self.mcg = MCGModel(config)
-        self.decoder = MCGAnswerDecoder(config)
+        self.decoder = MCGTextModel(
+            config, config.decoder, cross_attention_hidden_size=config.question_config.hidden_size, is_decoder=True
+        )
         self.lm_head = MCGLMHead(config.decoder)
         self.post_init()
+        for name, value in GENERATION_DEFAULTS.items():
+            setattr(self.generation_config, name, value)
+        # Trainer's resume compares the keys a checkpoint lacks with these: the tied head is saved as the embedding
+        self._keys_to_ignore_on_save = list(self._tied_weights_keys) if config.tie_word_embeddings else None
+
+    def tie_weights(self, missing_keys=None, recompute_mapping=True):
+        """Tie the LM head to the answer generator's input embedding. A folder without an answer generator (a
+        pre-training checkpoint) has neither of the two: they are then tied as initialised, and only the embedding
+        is reported as newly initialised, with the rest of the generator."""
+        if missing_keys is not None:
+            ((head, embedding),) = self._tied_weights_keys.items()
+            if head in missing_keys and embedding in missing_keys:
+                missing_keys.discard(head)
+                super().tie_weights(missing_keys=None, recompute_mapping=recompute_mapping)
+                return
+        super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)
 
     def get_encoder(self, modality=None):
         return self.mcg
@@ -1154,10 +1156,10 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         return self.decoder
 
     def get_input_embeddings(self):
-        return self.decoder.embeddings.embed_tokens
+        return self.decoder.get_input_embeddings()
 
     def set_input_embeddings(self, value):
-        self.decoder.embeddings.embed_tokens = value
+        self.decoder.set_input_embeddings(value)
 
     def get_output_embeddings(self):
         return self.lm_head.out_proj
@@ -1165,33 +1167,8 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head.out_proj = value
 
-    @classmethod
-    def from_unimodal_pretrained(
-        cls, vision=None, text=None, config=None, load_cross_attention=False, output_loading_info=False
-    ):
-        """Warm-start from a TimeSformer/ViT checkpoint (`vision`) and a BERT checkpoint (`text`): folders, Hub ids
-        or loaded transformers models; the MCG config is derived from theirs unless `config` is given.
-
-        The conversion rules are in `modeling_mcg.convert_hf_checkpoints`; with `output_loading_info=True` this
-        returns `(model, report)` (loaded / left at init / unused / resized keys), as `from_pretrained` does.
-        """
-        from .convert_hf_checkpoints import from_unimodal_pretrained
-
-        model, report = from_unimodal_pretrained(
-            config, vision=vision, text=text, load_cross_attention=load_cross_attention, model_class=cls
-        )
-        return (model, report) if output_loading_info else model
-
-    def _answer_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        per_token = F.cross_entropy(
-            logits.float().transpose(1, 2),  # (b, v, s_a)
-            labels,
-            ignore_index=-100,
-            reduction="none",
-            label_smoothing=self.config.label_smoothing,
-        )  # (b, s_a)
-        return per_token.sum(dim=1).mean()
-
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1203,12 +1180,8 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         decoder_attention_mask: torch.LongTensor | None = None,
         encoder_outputs: MCGModelOutput | tuple | None = None,
         cache: Cache | None = None,
-        past_key_values: Cache | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> MCGVideoQuestionAnsweringOutput:
         r"""
@@ -1218,97 +1191,96 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
             then holds each distinct video once (`(v, t, 3, H, W)`): one IVM pass per video, not per question.
         labels (`(b, s_a)`): answer tokens + `[SEP]`, padding -100; decoder inputs are built by shifting them right.
         """
-        cache = cache if cache is not None else past_key_values
-        needs_aux = labels is not None and (self.config.icl_loss_weight > 0 or self.config.tcl_loss_weight > 0)
+        config = self.config
+        contrast = labels is not None and (config.icl_loss_weight > 0 or config.tcl_loss_weight > 0)
         if encoder_outputs is None:
             encoder_outputs = self.mcg(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                pixel_values_videos=pixel_values_videos,
-                video_frame_mask=video_frame_mask,
-                video_index=video_index,
-                output_cls_attentions=needs_aux and self.config.tcl_loss_weight > 0,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
+                input_ids,
+                attention_mask,
+                pixel_values_videos,
+                video_frame_mask,
+                video_index,
+                return_cls_attention=contrast and config.tcl_loss_weight > 0,
+                return_dict=True,
+                **kwargs,
             )
-        elif not isinstance(encoder_outputs, MCGModelOutput):
-            encoder_outputs = MCGModelOutput(*encoder_outputs)
-        evidence_mask = encoder_outputs.attention_mask
-        if evidence_mask is None:
-            evidence_mask = torch.ones(
-                encoder_outputs.last_hidden_state.shape[:2],
-                dtype=torch.long,
-                device=encoder_outputs.last_hidden_state.device,
+        elif not isinstance(encoder_outputs, MCGModelOutput):  # a tuple: its first entry is the evidence
+            evidence = encoder_outputs[0]
+            same_length = attention_mask is not None and attention_mask.shape[1] == evidence.shape[1]
+            encoder_outputs = MCGModelOutput(
+                last_hidden_state=evidence, attention_mask=attention_mask if same_length else None
             )
-
         if labels is not None and decoder_input_ids is None:
-            decoder_input_ids = shift_tokens_right(
-                labels, self.config.pad_token_id, self.config.decoder_start_token_id
-            )
+            decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
         if decoder_input_ids is None:
             raise ValueError("Pass `labels` (training) or `decoder_input_ids`, or call `generate()` to answer.")
         if use_cache is None:
             use_cache = labels is None and not self.training
         if use_cache and cache is None:
-            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-        if not use_cache:
-            cache = None
+            cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
 
-        decoded, decoder_states, decoder_attentions, cross_attentions = self.decoder(
+        decoded = self.decoder(
             decoder_input_ids,
+            decoder_attention_mask,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=evidence_mask,
-            attention_mask=decoder_attention_mask,
-            cache=cache,
-            output_attentions=bool(output_attentions),
-            output_hidden_states=bool(output_hidden_states),
+            encoder_attention_mask=encoder_outputs.attention_mask,
+            cache=cache if use_cache else None,
+            return_dict=True,
+            **kwargs,
         )
-        logits = self.lm_head(decoded)  # (b, s_a, v)
+        logits = self.lm_head(decoded.last_hidden_state)  # (b, s_a, v)
 
         loss = loss_lm = loss_icl = loss_tcl = None
         if labels is not None:
-            loss = loss_lm = self._answer_loss(logits, labels)
-            if needs_aux:
-                if input_ids is None:
-                    raise ValueError("Auxiliary contrastive losses need input_ids and pixel_values_videos.")
-                qa_ids, qa_mask = _concat_question_and_answer(
-                    input_ids,
-                    attention_mask if attention_mask is not None else torch.ones_like(input_ids),
-                    labels,
-                    self.config.pad_token_id,
+            loss = loss_lm = answer_loss(logits, labels, config.label_smoothing)
+            if contrast:
+                loss_icl, loss_tcl = self._question_answer_contrast(
+                    encoder_outputs, video_frame_mask, video_index, input_ids, attention_mask, labels
                 )
-                if video_index is not None and video_frame_mask is not None:
-                    video_frame_mask = video_frame_mask[video_index]  # (b, t), like the per-question video outputs
-                loss_icl, loss_tcl, *_ = self.mcg.contrastive_losses(
-                    encoder_outputs.video_last_hidden_state,
-                    encoder_outputs.video_attention_mask,
-                    encoder_outputs.video_cls_attention,
-                    video_frame_mask,
-                    qa_ids,
-                    qa_mask,
-                    compute_icl=self.config.icl_loss_weight > 0,
-                    compute_tcl=self.config.tcl_loss_weight > 0,
-                )
-                if loss_icl is not None:
-                    loss = loss + self.config.icl_loss_weight * loss_icl
-                if loss_tcl is not None:
-                    loss = loss + self.config.tcl_loss_weight * loss_tcl
+            for weight, part in ((config.icl_loss_weight, loss_icl), (config.tcl_loss_weight, loss_tcl)):
+                if part is not None:
+                    loss = loss + weight * part
 
-        return MCGVideoQuestionAnsweringOutput(
+        output = MCGVideoQuestionAnsweringOutput(
             loss=loss,
+            logits=logits,
+            cache=decoded.cache,
+            decoder_hidden_states=decoded.hidden_states,
+            decoder_attentions=decoded.attentions,
+            cross_attentions=decoded.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
             loss_lm=loss_lm,
             loss_icl=loss_icl,
             loss_tcl=loss_tcl,
-            logits=logits,
-            cache=cache if use_cache else None,
-            decoder_hidden_states=decoder_states,
-            decoder_attentions=decoder_attentions,
-            cross_attentions=cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.question_hidden_states,
-            encoder_attentions=encoder_outputs.question_attentions,
-            encoder_outputs=encoder_outputs,
         )
+        output.encoder_outputs = encoder_outputs
+        return output
+
+    def _question_answer_contrast(
+        self, encoder_outputs, video_frame_mask, video_index, input_ids, attention_mask, labels
+    ):
+        """The auxiliary ICL/TCL on (video, `[ENC] question [SEP] answer [SEP]`) pairs → (loss_icl, loss_tcl)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        qa_ids, qa_mask = _concat_question_and_answer(input_ids, attention_mask, labels, self.config.pad_token_id)
+        video = MCGVideoOutput(
+            last_hidden_state=encoder_outputs.video_last_hidden_state,
+            attention_mask=encoder_outputs.video_attention_mask,
+            cls_attention=encoder_outputs.video_cls_attention,
+        )
+        if video_index is not None and video_frame_mask is not None:
+            video_frame_mask = video_frame_mask[video_index]  # (b, t), like the per-question video outputs
+        loss_icl, loss_tcl, _, _ = self.mcg.contrastive_losses(
+            video,
+            video_frame_mask,
+            qa_ids,
+            qa_mask,
+            compute_icl=self.config.icl_loss_weight > 0,
+            compute_tcl=self.config.tcl_loss_weight > 0,
+        )
+        return loss_icl, loss_tcl
 
     @torch.no_grad()
     def score_choices(
@@ -1337,31 +1309,26 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
             )
         if encoder_outputs is None:
             encoder_outputs = self.mcg(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                pixel_values_videos=pixel_values_videos,
-                video_frame_mask=video_frame_mask,
-                video_index=video_index,
+                input_ids, attention_mask, pixel_values_videos, video_frame_mask, video_index, return_dict=True
             )
         b, c, length = choice_labels.shape
         if encoder_outputs.last_hidden_state.shape[0] != b:
             raise ValueError(
                 f"choice_labels has {b} questions but the inputs have {encoder_outputs.last_hidden_state.shape[0]}."
             )
-        evidence = encoder_outputs.last_hidden_state.repeat_interleave(c, dim=0)  # (b c, s_f, d)
-        evidence_mask = encoder_outputs.attention_mask.repeat_interleave(c, dim=0)  # (b c, s_f)
         labels = choice_labels.reshape(b * c, length)
-        decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
-        decoded, *_ = self.decoder(
-            decoder_input_ids, encoder_hidden_states=evidence, encoder_attention_mask=evidence_mask
+        decoded = self.decoder(
+            shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id),
+            encoder_hidden_states=encoder_outputs.last_hidden_state.repeat_interleave(c, dim=0),  # (b c, s_f, d)
+            encoder_attention_mask=encoder_outputs.attention_mask.repeat_interleave(c, dim=0),  # (b c, s_f)
+            return_dict=True,
         )
-        log_probs = self.lm_head(decoded).float().log_softmax(dim=-1)  # (b c, s_a, v)
+        log_probs = self.lm_head(decoded.last_hidden_state).float().log_softmax(dim=-1)  # (b c, s_a, v)
         valid = labels != -100
         token_log_probs = log_probs.gather(-1, labels.clamp_min(0)[..., None]).squeeze(-1) * valid  # (b c, s_a)
         counts = valid.sum(dim=1)
         scores = token_log_probs.sum(dim=1) / counts.clamp_min(1)
-        scores = scores.masked_fill(counts == 0, float("-inf"))
-        return scores.view(b, c)
+        return scores.masked_fill(counts == 0, float("-inf")).view(b, c)
 
 
 class MCGForPreTraining(MCGPreTrainedModel):
@@ -1383,6 +1350,10 @@ class MCGForPreTraining(MCGPreTrainedModel):
     def get_input_embeddings(self):
         return self.mcg.get_input_embeddings()
 
+    def set_input_embeddings(self, value):
+        self.mcg.set_input_embeddings(value)
+
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1400,18 +1371,16 @@ class MCGForPreTraining(MCGPreTrainedModel):
         """
         config = self.config
         _check_text_inputs(input_ids, attention_mask)
-        if pixel_values_videos is None:
-            raise ValueError("pixel_values_videos is required.")
         _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_size=input_ids.shape[0])
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        video = self.mcg.vision_model(
-            pixel_values_videos, video_frame_mask, output_cls_attention=config.tcl_loss_weight > 0
+        # training draws MLM masks and VTM negatives from the global RNG; evaluation from a fixed seed, so that
+        # evaluating a checkpoint twice gives the same loss
+        generator = None if self.training else torch.Generator(input_ids.device).manual_seed(0)
+        video = self.mcg.encode_video(
+            pixel_values_videos, video_frame_mask, return_cls_attention=config.tcl_loss_weight > 0, **kwargs
         )
-
-        loss_icl, loss_tcl, video_embeds, text_embeds, _ = self.mcg.contrastive_losses(
-            video.last_hidden_state,
-            video.attention_mask,
-            video.cls_attention,
+        loss_icl, loss_tcl, video_embeds, text_embeds = self.mcg.contrastive_losses(
+            video,
             video_frame_mask,
             input_ids,
             attention_mask,
@@ -1420,7 +1389,7 @@ class MCGForPreTraining(MCGPreTrainedModel):
             compute_tcl=config.tcl_loss_weight > 0,
         )
 
-        loss_mlm = logits_mlm = None
+        loss_mlm = logits_mlm = fused = None
         if config.mlm_loss_weight > 0:
             if special_tokens_mask is None:
                 special_tokens_mask = (input_ids == config.eos_token_id) | ~attention_mask.bool()
@@ -1431,19 +1400,22 @@ class MCGForPreTraining(MCGPreTrainedModel):
                 config.mask_token_id,
                 config.question_config.vocab_size,
                 config.mlm_probability,
+                generator=generator,
             )
-            masked_states, *_ = self.mcg.question_model(masked_ids, attention_mask)
-            fused, *_ = self.mcg.fuse(masked_states, attention_mask, video.last_hidden_state, video.attention_mask)
-            logits_mlm = self.mlm_head(fused[:, : input_ids.shape[1]])  # (b, s, v): caption positions only
+            masked = self.mcg.encode_text(masked_ids, attention_mask)
+            fused, _ = self.mcg.fuse(
+                masked.last_hidden_state, attention_mask, video.last_hidden_state, video.attention_mask, **kwargs
+            )
+            logits_mlm = self.mlm_head(fused.last_hidden_state[:, : input_ids.shape[1]])  # (b, s, v): the caption
             if bool((mlm_labels != -100).any()):
                 loss_mlm = F.cross_entropy(logits_mlm.float().transpose(1, 2), mlm_labels, ignore_index=-100)
-            else:  # nothing masked in this batch (tiny captions): a zero that keeps the graph
+            else:  # nothing masked in this batch (tiny captions): a zero that keeps the graph, not an empty mean's NaN
                 loss_mlm = logits_mlm.sum() * 0.0
 
         loss_vtm = logits_vtm = None
         if self.vtm_head is not None:
             loss_vtm, logits_vtm = self._video_text_matching(
-                video, input_ids, attention_mask, video_embeds, text_embeds
+                video, input_ids, attention_mask, video_embeds, text_embeds, generator
             )
 
         loss = None
@@ -1465,21 +1437,27 @@ class MCGForPreTraining(MCGPreTrainedModel):
             text_embeds=text_embeds,
             logits_mlm=logits_mlm,
             logits_vtm=logits_vtm,
+            hidden_states=None if fused is None else fused.hidden_states,
+            attentions=None if fused is None else fused.attentions,
+            cross_attentions=None if fused is None else fused.cross_attentions,
+            video_hidden_states=video.hidden_states,
+            video_attentions=video.attentions,
         )
 
-    def _video_text_matching(self, video, input_ids, attention_mask, video_embeds, text_embeds):
+    def _video_text_matching(self, video, input_ids, attention_mask, video_embeds, text_embeds, generator=None):
         """VTM with in-batch hard negatives: each video gets a similar-but-wrong caption and each caption a
         similar-but-wrong video, drawn by contrastive similarity; the fused first token classifies match/no-match."""
         similarity = video_embeds @ text_embeds.t()  # (b, b)
-        negative_text = sample_hard_negatives(similarity)  # (b,) caption index for each video
-        negative_video = sample_hard_negatives(similarity.t())  # (b,) video index for each caption
-        text_states, *_ = self.mcg.question_model(input_ids, attention_mask)
-        videos = torch.cat([video.last_hidden_state, video.last_hidden_state, video.last_hidden_state[negative_video]])
-        video_masks = torch.cat([video.attention_mask, video.attention_mask, video.attention_mask[negative_video]])
+        negative_text = sample_hard_negatives(similarity, generator)  # (b,) caption index for each video
+        negative_video = sample_hard_negatives(similarity.t(), generator)  # (b,) video index for each caption
+        text_states = self.mcg.encode_text(input_ids, attention_mask).last_hidden_state
+        tokens, token_mask = video.last_hidden_state, video.attention_mask
+        videos = torch.cat([tokens, tokens, tokens[negative_video]])
+        video_masks = torch.cat([token_mask, token_mask, token_mask[negative_video]])
         texts = torch.cat([text_states, text_states[negative_text], text_states])  # (3b, s, d)
         text_masks = torch.cat([attention_mask, attention_mask[negative_text], attention_mask])
-        fused, *_ = self.mcg.fuse(texts, text_masks, videos, video_masks)
-        logits = self.vtm_head(fused[:, 0])  # (3b, 2)
+        fused, _ = self.mcg.fuse(texts, text_masks, videos, video_masks)
+        logits = self.vtm_head(fused.last_hidden_state[:, 0])  # (3b, 2)
         b = input_ids.shape[0]
         targets = torch.cat([torch.ones(b), torch.zeros(2 * b)]).long().to(logits.device)
         return F.cross_entropy(logits.float(), targets), logits
@@ -1491,6 +1469,8 @@ __all__ = [
     "MCGForVideoQuestionAnswering",
     "MCGForPreTraining",
     "MCGModelOutput",
+    "MCGVideoOutput",
+    "MCGTextOutput",
     "MCGVideoQuestionAnsweringOutput",
     "MCGPreTrainingOutput",
 ]

@@ -33,8 +33,8 @@ def test_vision_encoder_compiles_fullgraph_and_matches_eager():
     compiled = torch.compile(encoder, backend="aot_eager", fullgraph=True)
 
     with torch.no_grad():
-        expected = encoder(pixels, frame_mask, output_cls_attention=True)
-        got = compiled(pixels, frame_mask, output_cls_attention=True)
+        expected = encoder(pixels, frame_mask, return_cls_attention=True)
+        got = compiled(pixels, frame_mask, return_cls_attention=True)
         torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got.cls_attention, expected.cls_attention, atol=1e-5, rtol=1e-5)
         assert torch.equal(got.attention_mask, expected.attention_mask)

@@ -13,11 +13,15 @@ import torch.nn.functional as F
 
 from modeling_mcg.losses import (
     aggregate_words,
+    answer_loss,
     clipped_importance,
+    default_word_ids,
     instance_contrastive_loss,
     mask_tokens_for_mlm,
     sample_hard_negatives,
     token_contrastive_loss,
+    video_patch_weights,
+    word_tokens_and_weights,
 )
 
 
@@ -191,3 +195,69 @@ def test_icl_across_two_processes_equals_single_process_on_the_global_batch():
     torch.testing.assert_close(torch.cat([r["v_grad"] for r in results]) / world, v_all.grad)
     torch.testing.assert_close(torch.cat([r["t_grad"] for r in results]) / world, t_all.grad)
     assert not math.isclose(results[0]["loss"].item(), results[1]["loss"].item())
+
+
+def _naive_clipped(values):
+    """One row of `clipped_importance` with numpy percentiles."""
+    values = np.asarray(values, dtype=np.float64)
+    clipped = np.clip(values, *np.quantile(values, [0.1, 0.9]))
+    return clipped / clipped.sum()
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["pooled", "every-frame"])
+def test_video_patch_weights_match_a_naive_loop(pooled):
+    """Heads averaged, then (pooled tokens) the sample's own real frames averaged: never another sample's rows."""
+    b, t, h, n = 3, 4, 2, 5
+    g = torch.Generator().manual_seed(9)
+    attention = torch.rand(b, t, h, n, generator=g)
+    frame_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    k = n if pooled else t * n
+    patch_mask = torch.ones(b, k, dtype=torch.bool)
+    if not pooled:
+        patch_mask = frame_mask.bool().repeat_interleave(n, dim=1)
+    got = video_patch_weights(attention, frame_mask, patch_mask)
+    for i in range(b):
+        real = [f for f in range(t) if frame_mask[i, f]]
+        if pooled:
+            row = [sum(attention[i, f, :, p].mean().item() for f in real) / len(real) for p in range(n)]
+            np.testing.assert_allclose(got[i].numpy(), _naive_clipped(row), rtol=1e-5)
+        else:
+            row = [attention[i, f, :, p].mean().item() for f in real for p in range(n)]
+            np.testing.assert_allclose(got[i, : len(row)].numpy(), _naive_clipped(row), rtol=1e-5)
+            assert (got[i, len(row) :] == 0).all()
+
+
+def test_word_tokens_and_weights_match_a_naive_loop():
+    """Pieces summed into words; each word's weight is its own pieces' [CLS] attention (no shift by one token)."""
+    g = torch.Generator().manual_seed(10)
+    states = torch.randn(2, 6, 3, generator=g)
+    cls_attention = torch.rand(2, 4, 6, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    word_ids = torch.tensor([[-1, 0, 0, 1, -1, -1], [-1, 0, 1, 1, 2, -1]])
+    words, weights, word_mask = word_tokens_and_weights(states, cls_attention, mask, word_ids)
+    for i in range(2):
+        count = int(word_ids[i].max()) + 1
+        for w in range(count):
+            pieces = [j for j in range(6) if word_ids[i, j] == w]
+            torch.testing.assert_close(words[i, w], sum(states[i, j] for j in pieces))
+        raw = [
+            sum(cls_attention[i, :, j].mean().item() for j in range(6) if word_ids[i, j] == w) for w in range(count)
+        ]
+        np.testing.assert_allclose(weights[i, :count].numpy(), _naive_clipped(raw), rtol=1e-5)
+        assert word_mask[i].sum() == count
+    # without a word map every real token after the first is its own word
+    assert default_word_ids(mask).tolist() == [[-1, 0, 1, 2, 3, -1], [-1, 0, 1, 2, 3, 4]]
+
+
+def test_answer_loss_sums_tokens_and_averages_samples():
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(2, 3, 7, generator=g)
+    labels = torch.tensor([[1, 2, 3], [4, -100, -100]])
+    expected = 0.0
+    for i in range(2):
+        for j in range(3):
+            if labels[i, j] == -100:
+                continue
+            log_probs = logits[i, j].log_softmax(-1)
+            expected += -(0.9 * log_probs[labels[i, j]] + 0.1 * log_probs.mean())
+    torch.testing.assert_close(answer_loss(logits, labels, label_smoothing=0.1), expected / 2)
