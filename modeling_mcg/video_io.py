@@ -263,31 +263,47 @@ class _PacketIndex:
     # Every packet the demuxer yielded, in its order (flush and discarded ones too: decoding them must equal
     # decoding a fresh demux), or None when they exceed _MAX_KEPT_PACKET_BYTES.
     packets: list[av.Packet] | None
+    # The first decoded frame (size and display rotation), decoded from the first packets during the pass, so a
+    # large file is not opened a second time just for it; None if the pass produced none.
+    first_frame: av.VideoFrame | None = None
 
 
 def _scan_packets(container, stream, source: _Source) -> _PacketIndex:
+    """The demux-only pass; the stream's decoder, already open, also decodes the first packets until a frame comes."""
+    codec = stream.codec_context
+    first_frame = None
     pts_list: list[int | None] = []
     key_list: list[bool] = []
     end = None
     kept: list[av.Packet] | None = []
     kept_bytes = 0
+    budget = _MAX_KEPT_PACKET_BYTES
+    indexed_format = container.format.name in _SEEKABLE_FORMATS
+    # One pass over every packet of a long file (18,000 for 10 minutes): attribute reads are hoisted into locals.
     try:
         for packet in container.demux(stream):
-            kept_bytes += packet.size
-            if kept is not None and kept_bytes <= _MAX_KEPT_PACKET_BYTES:
-                kept.append(packet)
-            else:
-                kept = None
-            if packet.size == 0 or packet.is_discard:  # flush packets, AVI "repeat previous frame" entries
+            size = packet.size
+            if first_frame is None:
+                first_frame = _decode_first(codec, packet, source)
+            if kept is not None:
+                kept_bytes += size
+                if kept_bytes <= budget:
+                    kept.append(packet)
+                else:
+                    kept = None
+            if size == 0 or packet.is_discard:  # flush packets, AVI "repeat previous frame" entries
                 continue
-            if packet.is_corrupt and container.format.name in _SEEKABLE_FORMATS:  # MP4/MKV: a short read
+            if indexed_format and packet.is_corrupt:  # MP4/MKV: a short read
                 raise source.error(
                     f"packet {len(pts_list)} of the video stream is incomplete: the file is truncated or corrupt."
                 )
-            pts_list.append(packet.pts)
+            pts = packet.pts
+            pts_list.append(pts)
             key_list.append(packet.is_keyframe)
-            if packet.pts is not None and packet.duration:
-                end = packet.pts + packet.duration if end is None else max(end, packet.pts + packet.duration)
+            if pts is not None:
+                duration = packet.duration
+                if duration and (end is None or pts + duration > end):
+                    end = pts + duration
     except av.error.FFmpegError as exc:
         raise source.error(
             f"demuxing failed after {len(pts_list)} video packets ({_ffmpeg_reason(exc)}): corrupt or truncated file."
@@ -317,7 +333,15 @@ def _scan_packets(container, stream, source: _Source) -> _PacketIndex:
     else:
         sorted_pts = keyframes = np.zeros(0, dtype=np.int64)
     _check_not_truncated(container, stream, source, end_time)
-    return _PacketIndex(len(pts_list), seekable, sorted_pts, keyframes, duration, kept)
+    return _PacketIndex(len(pts_list), seekable, sorted_pts, keyframes, duration, kept, first_frame)
+
+
+def _decode_first(codec, packet: av.Packet, source: _Source) -> av.VideoFrame | None:
+    try:
+        frames = codec.decode(packet)
+    except av.error.FFmpegError as exc:
+        raise source.error(f"decoding the first frame failed ({_ffmpeg_reason(exc)}).") from exc
+    return frames[0] if frames else None
 
 
 def _check_not_truncated(container, stream, source: _Source, end_time: float | None) -> None:
@@ -460,13 +484,13 @@ class _Reader:
         self.container = source.open()
         try:
             self.stream = _video_stream(self.container, source, allow_images)
-            self.index = _scan_packets(self.container, self.stream, source)
             # Kept packets are decoded by this container's decoder (a reopened container is configured anew).
             _open_decoder(self.stream, self.stream.codec_context.height)
+            self.index = _scan_packets(self.container, self.stream, source)
             self._next_packet = 0  # where decoding the kept packets starts
             # The first frame gives the size (raw streams only know it after decoding) and the display rotation,
             # which FFmpeg attaches to decoded frames only.
-            first = self._first_frame()
+            first = self.index.first_frame or self._first_frame()
             self.coded_size = (first.width, first.height)
             rotation = _clockwise_degrees(first, source)
             self._quarter_turns = rotation // 90 if autorotate else 0  # clockwise, applied to every frame
