@@ -6,7 +6,8 @@ A frame index is a position in the sequence of frames that a plain sequential de
 How sparse reads stay exact and cheap:
 1. One demux-only pass (no decoding, about 1-2% of a full decode) lists the video packets: their pts, which are
    keyframes, and how many there are. That count is the frame count; `stream.frames` and the container duration
-   are not trusted (WebM reports 0 frames, AVI indexes count empty packets, raw streams have no duration).
+   are not trusted (WebM reports 0 frames, AVI indexes count empty packets, raw streams have no duration). The
+   same pass decodes the first packets up to the first frame, which gives the size and the display rotation.
 2. Frame i is the packet with the i-th smallest pts. For each wanted frame we find the keyframe before it and
    seek there only when the decoder is not already at or past that keyframe (seeking per target would re-decode
    the same group of pictures again and again: up to 16x a full decode on one-keyframe clips). Then we decode
@@ -17,8 +18,9 @@ How sparse reads stay exact and cheap:
 3. Whenever that bookkeeping does not hold (a seek raises, lands after the target, or a pts is missing), and for
    containers without a reliable seek index (AVI, MPEG-PS/TS, raw elementary streams, GIF, ...), we decode
    sequentially from the start, which is the definition of the indices. For an indexed file that sequential decode
-   is checked against the index too: a frame whose pts is not the one the index puts at its position, or fewer
-   frames than packets, raises `VideoDecodeError` rather than shifting every later position.
+   is checked against the index too: a frame that the index puts at a later position than the one it decoded at
+   (frames were dropped), or fewer frames than packets, raises `VideoDecodeError` rather than shifting every later
+   position.
 4. A small file keeps the packets of step 1 in memory, and steps 2 and 3 decode those same packets: a seek is a
    jump in the list, and the file is neither opened nor demuxed a second time (which costs 0.5-1 ms, 15% of a full
    decode of a 176x144 clip). Larger files are opened again and seek in the container.
