@@ -412,3 +412,22 @@ def test_still_images_need_allow_images(tmp_path):
     out = small_processor(**RAW)(str(image_path), allow_images=True)
     assert out["pixel_values_videos"].shape == (1, 4, 3, 30, 40) and out["video_frame_mask"].tolist() == [[1] * 4]
     assert bool((out["pixel_values_videos"] == 90).all())
+
+
+def test_decoded_frames_reach_the_processor_at_output_size_as_uint8(clip_path, monkeypatch):
+    """The per-frame cost above decoding: each frame is resized and cropped in uint8 as it leaves the decoder, and
+    becomes float only at the output size."""
+    from modeling_mcg import video_processing_mcg
+
+    seen = []
+    original = video_processing_mcg.decode_video
+
+    def recording_decode_video(*args, **kwargs):
+        frames, info, positions = original(*args, **kwargs)
+        seen.append((frames.shape, frames.dtype))
+        return frames, info, positions
+
+    monkeypatch.setattr(video_processing_mcg, "decode_video", recording_decode_video)
+    out = small_processor(num_frames=6)(clip_path)["pixel_values_videos"]
+    assert out.shape == (1, 6, 3, 12, 12)
+    assert seen == [((6, 12, 12, 3), np.uint8)]
