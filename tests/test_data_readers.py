@@ -499,3 +499,127 @@ def test_dispatcher_names():
     )
     with pytest.raises(ValueError, match="unknown VideoQA dataset 'msr-vtt'; choose one of msrvtt-qa, msvd-qa"):
         load_videoqa_dataset("msr-vtt", "/nowhere")
+
+
+# ---------------------------------------------------------------- ids that would leave the data folder
+
+ESCAPES = ["../../secret/evil", "../secret/evil", "{secret}/evil", "videos/../../secret/evil"]
+
+
+def _secret(tmp_path):
+    """A folder beside the data folder, holding files a hostile annotation could point at."""
+    secret = tmp_path / "secret"
+    touch(secret / "evil.mp4", secret / "evil.avi", secret / "frames" / "00001.jpg", secret / "leak.srt")
+    return secret
+
+
+def _escapes(tmp_path) -> list[str]:
+    return [escape.format(secret=_secret(tmp_path)) for escape in ESCAPES]
+
+
+def _data_dir(tmp_path, name):
+    data = tmp_path / "data" / name
+    data.mkdir(parents=True)
+    return data
+
+
+@pytest.mark.parametrize("on_missing", ["raise", "skip"])
+def test_msrvtt_ids_that_leave_the_video_folder_are_rejected_naming_the_row(tmp_path, on_missing):
+    for k, escape in enumerate(_escapes(tmp_path)):
+        data = _data_dir(tmp_path, f"{on_missing}_{k}")
+        touch(data / "videos" / "video7020.mp4")
+        write(data / "test.jsonl", jsonl([MSRVTT_JSONL[0], {**MSRVTT_JSONL[1], "video_id": escape}]))
+        with pytest.raises(ValueError, match=r"test.jsonl:2: video id .* does not name a file inside the data folder"):
+            load_msrvtt_qa(str(data), "test", on_missing=on_missing)
+
+
+def test_msvd_ids_and_mapped_names_that_leave_the_video_folder_are_rejected(tmp_path):
+    for k, escape in enumerate(_escapes(tmp_path)):
+        data = _data_dir(tmp_path, f"jsonl_{k}")
+        write(data / "val.jsonl", jsonl([{"answer": "dog", "question": "what runs?", "video_id": escape}]))
+        with pytest.raises(ValueError, match=r"val.jsonl:1: video id .* inside the data folder"):
+            load_msvd_qa(str(data), "val", on_missing="skip")
+        data = _data_dir(tmp_path, f"mapping_{k}")
+        write(data / "val_qa.json", json.dumps([{"answer": "dog", "id": 1, "question": "what?", "video_id": 7}]))
+        write(data / "youtube_mapping.txt", f"{escape} vid7\n")
+        with pytest.raises(ValueError, match=r"val_qa.json, record 0: video id .* inside the data folder"):
+            load_msvd_qa(str(data), "val")
+
+
+def test_activitynet_names_that_leave_the_video_folder_are_rejected(tmp_path):
+    for k, escape in enumerate(_escapes(tmp_path)):
+        data = _data_dir(tmp_path, str(k))
+        write(data / "val_q.json", json.dumps([{"video_name": escape, "question": "q", "question_id": "x_0"}]))
+        write(data / "val_a.json", json.dumps([{"answer": "a", "type": 0, "question_id": "x_0"}]))
+        with pytest.raises(ValueError, match=r"val_q.json, record 0: video id .* inside the data folder"):
+            load_activitynet_qa(str(data), "val", on_missing="skip")
+
+
+def test_nextqa_ids_and_map_entries_that_leave_the_video_folder_are_rejected(tmp_path):
+    header = "video,frame_count,width,height,question,answer,qid,type\n"
+    for k, escape in enumerate(_escapes(tmp_path)):
+        data = _data_dir(tmp_path, f"csv_{k}")
+        write(data / "val.csv", header + f"{escape},10,64,48,how is it,fine,0,CH\n")
+        with pytest.raises(ValueError, match=r"val.csv:2: video id .* inside the data folder"):
+            load_nextqa(str(data), "val", task="oe", on_missing="skip")
+        data = _data_dir(tmp_path, f"map_{k}")
+        write(data / "val.csv", header + "4010069381,10,64,48,how is it,fine,0,CH\n")
+        write(data / "map_vid_vidorID.json", json.dumps({"4010069381": escape}))
+        with pytest.raises(ValueError, match=r"map_vid_vidorID.json, video '4010069381': mapped path .* inside"):
+            load_nextqa(str(data), "val", task="oe")
+
+
+@pytest.mark.parametrize("subtitles", ["srt", "jsonl"])
+def test_tvqa_vid_names_that_leave_the_data_folder_are_rejected_for_videos_frames_and_subtitles(tmp_path, subtitles):
+    secret = _secret(tmp_path)
+    escapes = [*_escapes(tmp_path), "../../secret/frames", "../../secret/leak", f"{secret}/frames"]
+    for k, escape in enumerate(escapes):
+        data = _data_dir(tmp_path, f"{subtitles}_{k}")
+        write(
+            data / "tvqa_val.jsonl",
+            jsonl([tvqa_record(1, "1.0-2.0", "s01e02_seg01_clip_00"), tvqa_record(2, "1.0-2.0", escape)]),
+        )
+        touch(data / "videos" / "s01e02_seg01_clip_00.mp4")
+        if subtitles == "srt":
+            write(data / "tvqa_subtitles" / "s01e02_seg01_clip_00.srt", SRT, encoding="iso-8859-1")
+        else:
+            write(data / "tvqa_preprocessed_subtitles.jsonl", jsonl([{"vid_name": escape, "sub": []}]))
+        with pytest.raises(ValueError, match=r"tvqa_val.jsonl:2: video id .* inside the data folder"):
+            load_tvqa(str(data), "val", on_missing="skip")
+
+
+def test_clevrer_file_names_that_leave_the_video_folder_are_rejected(tmp_path):
+    for k, escape in enumerate(_escapes(tmp_path)):
+        data = _data_dir(tmp_path, str(k))
+        entry = {**clevrer_entry(10003, [DESCRIPTIVE]), "video_filename": escape + ".mp4"}
+        write(data / "validation.json", json.dumps([entry]))
+        with pytest.raises(ValueError, match=r"validation.json, record 0: video id .* inside the data folder"):
+            load_clevrer(str(data), "validation", on_missing="skip")
+
+
+@pytest.mark.parametrize("column", ["video", "page_dir"])
+def test_caption_names_and_page_folders_that_leave_the_video_folder_are_rejected(tmp_path, column):
+    from modeling_mcg.data import load_caption_dataset
+
+    for k, escape in enumerate(_escapes(tmp_path)):
+        data = _data_dir(tmp_path, f"{column}_{k}")
+        touch(data / "videos" / "ok.mp4")
+        video, page = (escape, "") if column == "video" else ("evil", escape)
+        path = write(data / "captions.csv", f"video,page_dir,caption\nok,,fine\n{video},{page},a caption\n")
+        with pytest.raises(ValueError, match=r"captions.csv:3: video id .* inside the data folder"):
+            load_caption_dataset(path, video_dir=str(data / "videos"), on_missing="skip")
+
+
+def test_ids_with_inner_parent_steps_that_stay_inside_are_accepted(tmp_path):
+    write(tmp_path / "test.jsonl", jsonl([{**MSRVTT_JSONL[0], "video_id": "sub/../video7020"}]))
+    touch(tmp_path / "videos" / "video7020.mp4")
+    assert load_msrvtt_qa(str(tmp_path), "test")["video"][0].endswith("videos/video7020.mp4")
+
+
+def test_symlinks_inside_the_video_folder_are_followed(tmp_path):
+    """Video folders are often links to the storage holding the files; only the folder's owner can make them."""
+    storage = tmp_path / "storage"
+    touch(storage / "video7020.mp4")
+    write(tmp_path / "data" / "test.jsonl", jsonl([MSRVTT_JSONL[0]]))
+    os.symlink(storage, tmp_path / "data" / "videos")
+    assert load_msrvtt_qa(str(tmp_path / "data"), "test")["video"][0].endswith("videos/video7020.mp4")

@@ -4,6 +4,7 @@ import fractions
 import io
 import os
 import shutil
+import threading
 import time
 
 import av
@@ -20,6 +21,7 @@ from video_factory import (
 )
 
 from modeling_mcg import video_io
+from modeling_mcg.frame_sampling import sample_uniform
 from modeling_mcg.video_io import VideoDecodeError, VideoInfo, decode_video, probe_video, read_frames
 
 SPARSE_GOP = {"x264-params": "keyint=50:min-keyint=50:scenecut=0"}
@@ -478,3 +480,152 @@ def test_decoding_works_in_a_process_forked_after_the_parent_decoded(tmp_path):
         child.kill()
     assert not hung, "decoding hung in a forked child"
     assert child.exitcode == 0 and queue.get(timeout=5) == expected
+
+
+# ---------------------------------------------------------------------------------------------------- AV1
+
+AV1_ENCODERS = {"libsvtav1": {"preset": "12"}, "libaom-av1": {"cpu-used": "8"}, "librav1e": {"speed": "10"}}
+
+
+@pytest.fixture(scope="module")
+def av1_clip(tmp_path_factory):
+    """30 frames of AV1 with hierarchical mini-GOPs: a third of the frames are never referenced."""
+    encoder = next((name for name in AV1_ENCODERS if name in av.codecs_available), None)
+    if encoder is None or not {"libdav1d", "av1"} & set(av.codecs_available):
+        pytest.skip(f"the FFmpeg bundled with PyAV {av.__version__} has no AV1 encoder or decoder")
+    path = tmp_path_factory.mktemp("av1") / "clip_av1.mp4"
+    return str(write_video(path, num_frames=30, fps=25, codec=encoder, options=AV1_ENCODERS[encoder]))
+
+
+@pytest.mark.usefixtures("packet_source")
+def test_av1_sparse_reads_are_exact_and_count_every_frame(av1_clip):
+    """libdav1d reads skip_frame only when it opens: opened while skipping non-reference frames, it returned 16
+    frames of 30 and labelled frame 2 as frame 1."""
+    reference = reference_frames(av1_clip)
+    assert len(reference) == 30
+    frames, info, positions = decode_video(av1_clip, lambda info: sample_uniform(8, info.num_frames))
+    assert info.num_frames == 30 and info.duration == pytest.approx(1.2)
+    assert positions.tolist() == sample_uniform(8, 30).tolist() == [1, 5, 9, 13, 16, 20, 24, 28]
+    for got, index in zip(frames, positions):
+        np.testing.assert_array_equal(got, reference[index], err_msg=f"frame {index}")
+    for indices in _index_sets(30, seed=3):
+        np.testing.assert_array_equal(read_frames(av1_clip, indices), np.stack([reference[i] for i in indices]))
+    assert probe_video(av1_clip).num_frames == 30
+
+
+@pytest.mark.usefixtures("packet_source")
+def test_a_decoder_that_drops_frames_raises_instead_of_shifting_positions(av1_clip, monkeypatch):
+    def open_skipping(stream, height):  # what PyAV did when the first packet sent set skip_frame=NONREF
+        stream.codec_context.skip_frame = "NONREF"
+        stream.codec_context.open()
+
+    monkeypatch.setattr(video_io, "_open_decoder", open_skipping)
+    with pytest.raises(VideoDecodeError, match=r"clip_av1.mp4.*packet index.*dropped") as caught:
+        decode_video(av1_clip, lambda info: sample_uniform(8, info.num_frames))
+    assert isinstance(caught.value, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------------- rotation
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+@pytest.mark.parametrize("extension", ["mp4", "mkv"])
+def test_display_matrix_rotation_is_applied_and_reported(degrees, extension, tmp_path, packet_source):
+    path = str(write_video(tmp_path / f"phone.{extension}", num_frames=12, width=64, height=48, rotation=degrees))
+    coded = reference_frames(path)  # a plain decode keeps the coded orientation
+    upright = [np.rot90(frame, -degrees // 90) for frame in coded]  # negative: clockwise
+    info = probe_video(path)
+    assert info.rotation == degrees
+    assert (info.height, info.width) == upright[0].shape[:2] == ((64, 48) if degrees % 180 else (48, 64))
+    frames, decoded_info, _ = decode_video(path, lambda info: [0, 5, 11])
+    assert decoded_info.rotation == degrees and frames.shape == (3, *upright[0].shape)
+    for got, index in zip(frames, [0, 5, 11]):
+        np.testing.assert_array_equal(got, upright[index])
+
+    kept = read_frames(path, [5], autorotate=False)
+    np.testing.assert_array_equal(kept[0], coded[5])
+    coded_info = probe_video(path, autorotate=False)
+    assert coded_info.rotation == degrees and (coded_info.height, coded_info.width) == (48, 64)
+
+
+def test_unrotated_video_reports_rotation_zero(videos):
+    assert probe_video(videos["h264.mp4"]).rotation == 0
+
+
+# ---------------------------------------------------------------------------------------------------- not videos
+
+
+@pytest.fixture(scope="module")
+def still_images(tmp_path_factory):
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("stills")
+    image = Image.fromarray(frame_pattern(3, 48, 64))
+    paths = {}
+    for name, image_format in [("photo.png", "PNG"), ("photo.jpg", "JPEG"), ("png_named.mp4", "PNG")]:
+        paths[name] = str(folder / name)
+        image.save(paths[name], format=image_format)
+    return paths
+
+
+@pytest.mark.parametrize("name", ["photo.png", "photo.jpg", "png_named.mp4"])
+@pytest.mark.parametrize("call", ["probe_video", "read_frames", "decode_video"])
+def test_still_images_are_not_videos_unless_asked(name, call, still_images):
+    path = still_images[name]
+    run = {
+        "probe_video": lambda **kw: probe_video(path, **kw),
+        "read_frames": lambda **kw: read_frames(path, [0], **kw),
+        "decode_video": lambda **kw: decode_video(path, lambda info: [0] * 8, **kw)[0],
+    }[call]
+    with pytest.raises(VideoDecodeError, match=r"still image.*allow_images=True") as caught:
+        run()
+    assert path in str(caught.value)
+    allowed = run(allow_images=True)
+    if call == "probe_video":
+        assert allowed.num_frames == 1 and (allowed.width, allowed.height) == (64, 48)
+    else:
+        assert allowed.shape[1:] == (48, 64, 3) and pattern_index(allowed[0]) == 3
+
+
+def test_animated_gif_is_still_a_video(videos):
+    assert probe_video(videos["anim.gif"]).num_frames == 20
+
+
+def _returns_within(function, seconds: float):
+    """Run `function` in a daemon thread; (finished, raised exception). A blocked open() cannot hang the suite."""
+    outcome = {}
+
+    def target():
+        try:
+            function()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive(), outcome.get("error")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="the platform has no named pipes")
+@pytest.mark.parametrize("call", ["probe_video", "read_frames", "decode_video"])
+def test_a_fifo_is_named_and_never_blocks(call, tmp_path):
+    fifo = str(tmp_path / "stream.mp4")
+    os.mkfifo(fifo)  # no writer: opening it for reading would block forever
+    run = {"probe_video": probe_video, "read_frames": lambda p: read_frames(p, [0]), "decode_video": decode_video}
+    finished, error = _returns_within(lambda: run[call](fifo), seconds=10)
+    assert finished, "reading a FIFO blocked"
+    assert isinstance(error, VideoDecodeError) and fifo in str(error) and "named pipe (FIFO)" in str(error)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="the platform has no /dev/zero")
+def test_a_device_is_named_as_one():
+    finished, error = _returns_within(lambda: probe_video("/dev/zero"), seconds=10)
+    assert finished and isinstance(error, VideoDecodeError)
+    assert "/dev/zero" in str(error) and "character device" in str(error)
+
+
+def test_a_directory_without_frames_says_it_is_a_directory(tmp_path):
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(VideoDecodeError, match=r"empty_dir: it is a directory.*no frame images"):
+        decode_video(str(tmp_path / "empty_dir"))

@@ -1,6 +1,7 @@
 """MCGVideoProcessor: input forms, sampling, geometry, normalisation, augmentation, padding, errors, round trip."""
 
 import io
+import os
 import pathlib
 
 import numpy as np
@@ -346,3 +347,87 @@ def test_base_class_hooks_use_mcg_sampling_and_pyav(clip_path):
     assert metadata.frames_indices == [1, 5, 20] and metadata.total_num_frames == 24
     all_frames, _ = processor.fetch_videos([clip_path])
     assert all_frames[0].shape == (24, 30, 40, 3)
+
+
+_PEAK_MEMORY_CHILD = """
+import sys
+from modeling_mcg.video_processing_mcg import MCGVideoProcessor
+
+
+def status(field):  # bytes, from the kernel's per-process accounting
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(field))
+
+
+processor = MCGVideoProcessor(num_frames=8)
+processor(sys.argv[2])  # load the codecs and torch kernels on a small clip
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # reset the peak (VmHWM) to the current resident size
+before = status("VmRSS:")
+out = processor(sys.argv[1])["pixel_values_videos"]
+print(tuple(out.shape), status("VmHWM:") - before)
+"""
+
+
+def test_peak_memory_of_a_large_frame_clip_is_the_output_plus_a_few_source_frames(tmp_path, clip_path):
+    """A 2-frame 3840x2160 clip sampled to 8 frames: the 6 padding repeats and the float conversion used to happen at
+    source resolution (over 1 GB here); now each frame is resized as it is decoded."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak resident memory")
+    import subprocess
+    import sys
+
+    path = write_video(tmp_path / "uhd.mp4", num_frames=2, width=3840, height=2160, options={"preset": "ultrafast"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_MEMORY_CHILD, str(path), clip_path], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    shape, peak_growth = result.stdout.split(") ")
+    assert shape + ")" == "(1, 8, 3, 224, 224)"
+    source_frame = 3840 * 2160 * 3  # one RGB frame at source size: 24.9 MB
+    assert int(peak_growth) < 6 * source_frame, f"peak RSS grew by {int(peak_growth) / 2**20:.0f} MiB"
+
+
+def test_phone_videos_come_upright_unless_the_coded_orientation_is_asked_for(tmp_path):
+    path = str(write_video(tmp_path / "portrait.mp4", num_frames=24, width=40, height=30, rotation=90))
+    upright = np.stack([np.rot90(frame, -1) for frame in reference_frames(path)])  # (24, 40, 30, 3)
+    raw = small_processor(**RAW)(path, return_metadata=True)
+    assert raw["pixel_values_videos"].shape == (1, 4, 3, 40, 30)
+    assert (raw["video_metadata"][0].height, raw["video_metadata"][0].width) == (40, 30)
+    indices, _ = sample_frame_indices("uniform", 4, 24)
+    expected = torch.from_numpy(upright[indices]).permute(0, 3, 1, 2).float()
+    torch.testing.assert_close(raw["pixel_values_videos"][0], expected, rtol=0, atol=0)
+    assert small_processor(**RAW)(path, autorotate=False)["pixel_values_videos"].shape == (1, 4, 3, 30, 40)
+    # resized and cropped frame by frame while decoding: the same pixels as the upright frames given as an array
+    fitted_file = small_processor()(path)["pixel_values_videos"]
+    torch.testing.assert_close(fitted_file, small_processor()(upright)["pixel_values_videos"], rtol=0, atol=0)
+
+
+def test_still_images_need_allow_images(tmp_path):
+    image_path = tmp_path / "photo.mp4"  # a PNG, whatever its name says
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(image_path, format="PNG")
+    with pytest.raises(VideoDecodeError, match=r"photo.mp4.*still image.*allow_images=True"):
+        small_processor()(str(image_path))
+    out = small_processor(**RAW)(str(image_path), allow_images=True)
+    assert out["pixel_values_videos"].shape == (1, 4, 3, 30, 40) and out["video_frame_mask"].tolist() == [[1] * 4]
+    assert bool((out["pixel_values_videos"] == 90).all())
+
+
+def test_decoded_frames_reach_the_processor_at_output_size_as_uint8(clip_path, monkeypatch):
+    """The per-frame cost above decoding: each frame is resized and cropped in uint8 as it leaves the decoder, and
+    becomes float only at the output size."""
+    from modeling_mcg import video_processing_mcg
+
+    seen = []
+    original = video_processing_mcg.decode_video
+
+    def recording_decode_video(*args, **kwargs):
+        frames, info, positions = original(*args, **kwargs)
+        seen.append((frames.shape, frames.dtype))
+        return frames, info, positions
+
+    monkeypatch.setattr(video_processing_mcg, "decode_video", recording_decode_video)
+    out = small_processor(num_frames=6)(clip_path)["pixel_values_videos"]
+    assert out.shape == (1, 6, 3, 12, 12)
+    assert seen == [((6, 12, 12, 3), np.uint8)]

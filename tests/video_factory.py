@@ -75,6 +75,7 @@ def write_video(
     frames: Sequence[np.ndarray] | None = None,
     bit_rate: int | None = None,
     with_audio: bool = False,
+    rotation: int | None = None,
 ) -> str | os.PathLike | io.BytesIO:
     """Encode `num_frames` pattern frames (or the given RGB `frames`) and return `path`.
 
@@ -88,6 +89,8 @@ def write_video(
             is not 0. Without it frames are spaced 1 / fps apart starting at 0.
         time_base: time base of `pts`; defaults to 1 / fps.
         with_audio: also write an AAC tone track, so readers must pick the video stream out of several.
+        rotation: clockwise degrees that a player must turn the coded frames by, written as the stream's display
+            matrix (what phones write for portrait video; FFmpeg's own API counts counterclockwise).
     """
     if frames is None:
         frames = [frame_pattern(i, height, width) for i in range(num_frames)]
@@ -106,6 +109,8 @@ def write_video(
         stream.codec_context.time_base = time_base
         if bit_rate is not None:
             stream.bit_rate = bit_rate
+        if rotation:
+            stream.set_display_rotation(-rotation)
         if with_audio:
             _write_tone(container, seconds=float(len(frames) / rate))
         for i, array in enumerate(frames):

@@ -3,6 +3,11 @@
 Every reader builds plain row dicts whose `video` is a tuple of candidate relative paths, then calls `finish`, which
 resolves all videos at once and reports the missing ones before any training starts (`on_missing="raise"`), or drops
 them with one warning (`"skip"`).
+
+Ids from annotation files become paths, so each one is checked to stay inside the folder it is looked up in
+(`inside_root`): an absolute path or one that climbs out with `..` raises, naming the row, whatever `on_missing`
+says. Symbolic links inside a data folder are followed: video folders are commonly links to the storage that holds
+the files, and only whoever controls the folder can create them, not the annotation file.
 """
 
 import json
@@ -24,6 +29,24 @@ ON_MISSING = ("raise", "skip")
 def fail(where: str, message: str) -> ValueError:
     """The error for a malformed record: `where` is "file:line" or "file, record i"; `message` says what is wrong."""
     return ValueError(f"{where}: {message}")
+
+
+def inside_root(name: str, where: str, what: str = "video id") -> str:
+    """`name` if, joined to any folder, it stays inside that folder; else a ValueError naming `where`."""
+    normalized = os.path.normpath(name) if name else ""
+    if (
+        "\0" in name
+        or os.path.isabs(name)
+        or normalized in ("", ".", os.pardir)
+        or normalized.startswith(os.pardir + os.sep)
+    ):
+        raise fail(
+            where,
+            f"{what} {name!r} does not name a file inside the data folder: ids must be relative paths that do not "
+            "climb out with '..' (an absolute path or '../' would read files outside the folder the reader was "
+            "given). Fix the annotation, or move the file under the folder.",
+        )
+    return name
 
 
 def check_choice(name: str, value: str, allowed: Iterable[str]) -> str:
@@ -126,8 +149,16 @@ def row(
     subtitles: str = "",
     start: float | None = None,
     end: float | None = None,
+    *,
+    where: str,
 ) -> dict:
-    """One row in `VIDEOQA_FEATURES` order; `video` holds candidate relative paths until `finish` resolves them."""
+    """One row in `VIDEOQA_FEATURES` order; `video` holds candidate relative paths until `finish` resolves them.
+
+    `where` ("file:line" or "file, record i") names the row in the error raised when a candidate would leave the
+    video folder.
+    """
+    for candidate in video:
+        inside_root(candidate, where)
     return {
         "video": video,
         "question": question,
@@ -171,7 +202,10 @@ class VideoIndex:
     def find(self, candidates: tuple[str, ...]) -> str | None:
         for root in self.roots:
             for candidate in candidates:
-                directory, name = os.path.split(os.path.join(root, candidate))
+                path = os.path.normpath(os.path.join(root, candidate))
+                if os.path.commonpath([root, path]) != root:  # readers check ids with `inside_root` already
+                    continue
+                directory, name = os.path.split(path)
                 files, dirs = self._list(directory)
                 if os.path.splitext(name)[1].lower() in self.extensions and name in files:
                     return os.path.join(directory, name)
@@ -238,5 +272,5 @@ def read_clipbert_jsonl(path: str, video_stem) -> list[dict]:
         if qid is None:
             qid = f"{stem}_{per_video.get(stem, 0)}"
             per_video[stem] = per_video.get(stem, 0) + 1
-        rows.append(row((stem,), question, answer, answer_type, str(qid)))
+        rows.append(row((stem,), question, answer, answer_type, str(qid), where=where))
     return rows

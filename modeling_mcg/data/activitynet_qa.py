@@ -54,7 +54,9 @@ def load_activitynet_qa(
         name = get_field(record, "video_name", str, where)
         bare = name[2:] if name.startswith("v_") else name
         answer, answer_type = answers[qid]
-        rows.append(row((f"v_{bare}", bare), get_field(record, "question", str, where), answer, answer_type, qid))
+        rows.append(
+            row((f"v_{bare}", bare), get_field(record, "question", str, where), answer, answer_type, qid, where=where)
+        )
     video_dir = video_dir or os.path.join(data_dir, "videos")
     index = VideoIndex([video_dir], extensions=(".mp4", ".mkv", ".webm"))
     return finish(rows, index, on_missing, "ActivityNet-QA", q_path)

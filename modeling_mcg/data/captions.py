@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import datasets
 from transformers.utils import logging
 
-from ._common import ON_MISSING, VideoIndex, check_choice, fail, get_field, read_json_list, read_jsonl
+from ._common import ON_MISSING, VideoIndex, check_choice, fail, get_field, inside_root, read_json_list, read_jsonl
 
 logger = logging.get_logger(__name__)
 
@@ -37,11 +37,16 @@ def _pick_column(columns, candidates: tuple[str, ...], where: str, what: str) ->
     raise fail(where, f"no {what} column: expected one of {list(candidates)}, found {list(columns)}")
 
 
-def _candidates(video: str, page_dir: str | None) -> tuple[str, ...]:
-    """Relative paths to try for one video: `<page_dir>/<video>` first when a page folder is given, then `<video>`."""
-    if page_dir:
-        return (os.path.join(page_dir, video), video)
-    return (video,)
+def _candidates(video: str, page_dir: str | None, where: str) -> tuple[str, ...]:
+    """Relative paths to try for one video: `<page_dir>/<video>` first when a page folder is given, then `<video>`.
+
+    Each must stay inside `video_dir` (`inside_root`): a name or page folder that is absolute or climbs out with
+    `..` raises, naming `where`.
+    """
+    candidates = (os.path.join(page_dir, video), video) if page_dir else (video,)
+    for candidate in candidates:
+        inside_root(candidate, where)
+    return candidates
 
 
 def _read_csv(path: str) -> list[tuple[str, tuple[str, ...], str]]:
@@ -74,7 +79,7 @@ def _read_csv(path: str) -> list[tuple[str, tuple[str, ...], str]]:
                 if not caption:
                     raise fail(where, f"empty {header[caption_column]!r} (every video needs a caption)")
                 page_dir = fields[page_column].strip() if page_column is not None else None
-                rows.append((where, _candidates(video, page_dir), caption))
+                rows.append((where, _candidates(video, page_dir, where), caption))
         except csv.Error as error:
             raise fail(f"{path}:{reader.line_num}", f"malformed csv: {error}") from None
     if header is None:
@@ -104,7 +109,7 @@ def _read_records(path: str) -> list[tuple[str, tuple[str, ...], str]]:
             raise fail(where, f"empty {video_key!r}")
         if not caption:
             raise fail(where, f"empty {caption_key!r} (every video needs a caption)")
-        rows.append((where, _candidates(video, None if page_dir is None else str(page_dir)), caption))
+        rows.append((where, _candidates(video, None if page_dir is None else str(page_dir), where), caption))
     return rows
 
 
@@ -114,7 +119,8 @@ def load_caption_dataset(path: str, video_dir: str | None = None, on_missing: st
     Args:
         path: the annotation file.
         video_dir: the folder the video names are relative to (default: the annotation file's folder). Names
-            without an extension are looked up as .mp4/.mkv/.webm/.avi/.mov; absolute paths are used as they are.
+            without an extension are looked up as .mp4/.mkv/.webm/.avi/.mov. Names must stay inside this folder:
+            an absolute path or one that climbs out with `..` raises, naming the row.
         on_missing: "raise" (default) fails when any video is missing, "skip" drops those pairs with a warning.
     """
     check_choice("on_missing", on_missing, ON_MISSING)

@@ -98,19 +98,30 @@ def load_clevrer(
             question_id = f"{scene}_{get_field(question, 'question_id', (int, str), q_where)}"
             if question_type == "descriptive":
                 answer = get_field(question, "answer", (str, int), q_where, optional=not has_answers)
-                rows.append(row(video, text, "" if answer is None else str(answer), question_type, question_id))
+                rows.append(
+                    row(video, text, "" if answer is None else str(answer), question_type, question_id, where=where)
+                )
             else:
                 choices, correct = _choices(question, q_where, has_answers)
                 if not options_as_questions:
                     answer = choices[correct[0]] if correct else ""
-                    rows.append(row(video, text, answer, question_type, question_id, choices, correct))
+                    rows.append(row(video, text, answer, question_type, question_id, choices, correct, where=where))
                     continue
                 for k, option in enumerate(choices):
                     verdict = OPTION_VERDICTS[0] if k in correct else OPTION_VERDICTS[1]
                     option_id = f"{question_id}{_OPTION_ID_SEPARATOR}{k}"
                     answer, right = (verdict, [OPTION_VERDICTS.index(verdict)]) if has_answers else ("", [])
                     rows.append(
-                        row(video, f"{text} {option}", answer, question_type, option_id, list(OPTION_VERDICTS), right)
+                        row(
+                            video,
+                            f"{text} {option}",
+                            answer,
+                            question_type,
+                            option_id,
+                            list(OPTION_VERDICTS),
+                            right,
+                            where=where,
+                        )
                     )
     video_dir = video_dir or os.path.join(data_dir, "videos")
     return finish(rows, VideoIndex([video_dir]), on_missing, "CLEVRER", path)

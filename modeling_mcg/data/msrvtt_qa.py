@@ -46,6 +46,7 @@ def _read_original(path: str) -> list[dict]:
                 get_field(record, "answer", str, where),
                 question_word_type(question),
                 str(get_field(record, "id", (int, str), where)),
+                where=where,
             )
         )
     return rows

@@ -16,7 +16,7 @@ import os
 import datasets
 from transformers.utils import logging
 
-from ._common import VideoIndex, check_choice, fail, finish, read_json, row
+from ._common import VideoIndex, check_choice, fail, finish, inside_root, read_json, row
 
 logger = logging.get_logger(__name__)
 
@@ -60,13 +60,14 @@ def _read_csv(path: str, task: str) -> list[dict]:
                         question_id=question_id,
                         choices=choices,
                         correct_choices=[int(answer)],
+                        where=where,
                         **common,
                     )
                 )
             else:
                 if not answer:
                     raise fail(where, "empty answer")
-                rows.append(row((video,), answer=answer, question_id=question_id, **common))
+                rows.append(row((video,), answer=answer, question_id=question_id, where=where, **common))
     return rows
 
 
@@ -95,7 +96,10 @@ def load_nextqa(
             raise ValueError(f"{map_file}: expected a JSON object {{video id: 'folder/video id'}}")
         for r in rows:
             if r["video"][0] in mapping:
-                r["video"] = (str(mapping[r["video"][0]]), r["video"][0])
+                mapped = inside_root(
+                    str(mapping[r["video"][0]]), f"{map_file}, video {r['video'][0]!r}", "mapped path"
+                )
+                r["video"] = (mapped, r["video"][0])
     video_dir = video_dir or os.path.join(data_dir, "videos")
     return finish(rows, VideoIndex([video_dir]), on_missing, f"NExT-QA ({task})", path)
 

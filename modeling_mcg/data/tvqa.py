@@ -10,6 +10,9 @@ Subtitles (`subtitles="auto"`): `<data_dir>/tvqa_preprocessed_subtitles.jsonl` i
 `ts` span widened by `subtitle_margin` seconds are kept (all lines when `ts` is NaN), joined by spaces, each as
 "Speaker : text" (SRT's "(Speaker:) text" is rewritten to that form so both sources give the same string).
 
+A `vid_name` names both a video (or frame folder) under `video_dir` and an SRT file in the subtitle folder, so one
+that is absolute or climbs out with `..` raises, naming the line, before either is looked up.
+
 `ts` "start-end" becomes `start`/`end`; a NaN `ts` leaves both None (the whole clip) rather than TVQA's stand-in
 [10, 30]. `answer_type` is the question word (what, who, why, where, how, ...), as TVQA's results are broken down.
 """
@@ -186,6 +189,7 @@ def load_tvqa(
                 correct_choices=[answer_idx] if answer_idx is not None else [],
                 start=start,
                 end=end,
+                where=where,
             )
         )
 
