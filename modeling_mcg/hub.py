@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pipeline_mcg
-from .modeling_mcg import AUTO_MAP
+from .modeling_mcg import AUTO_MAP, GENERATION_DEFAULTS
 
 PIPELINE_FILE = "pipeline_mcg.py"
 METRICS_FILE = "metrics.json"
@@ -152,6 +152,7 @@ def _write_model_extras(model, folder: Path, generation_config) -> None:
         generation_config = getattr(model, "generation_config", None)
     if generation_config is None:  # a pretraining model does not generate; the answer model loaded from it does
         generation_config = GenerationConfig.from_model_config(model.config)
+        generation_config.update(**GENERATION_DEFAULTS)
     generation_config.save_pretrained(folder)
 
     missing = [name for name in FULL_AUTO_MAP.values() if not (folder / f"{name.split('.')[0]}.py").exists()]

@@ -87,7 +87,10 @@ def test_every_written_model_folder_loads_without_the_package(runs, tmp_path):
         config = json.loads((folder / "config.json").read_text())
         assert {"AutoProcessor", "AutoVideoProcessor", "AutoModelForSeq2SeqLM"} <= set(config["auto_map"])
         assert TASK in config["custom_pipelines"] and (folder / "pipeline_mcg.py").is_file()
-        assert (folder / "generation_config.json").is_file()
+        generation = json.loads((folder / "generation_config.json").read_text())
+        assert generation["max_new_tokens"] > 0  # no call falls back to the model-agnostic max_length
+    pretrain_generation = json.loads((runs["root"] / "pretrain" / "generation_config.json").read_text())
+    assert (pretrain_generation["num_beams"], pretrain_generation["max_new_tokens"]) == (3, 10)
     result = run_without_package(REMOTE, [runs["video"], *folders], tmp_path, timeout=600)
     out = json.loads(result.stdout.strip().splitlines()[-1])
     for folder in folders:
