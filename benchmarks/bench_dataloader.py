@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def train_step(batch):
         inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-        inputs = {k: v for k, v in inputs.items() if k not in ("num_skipped_videos", "meta")}  # as compute_loss
+        inputs = {k: v for k, v in inputs.items() if k not in ("num_skipped_videos", "num_skipped_questions", "meta")}
         optimizer.zero_grad(set_to_none=True)
         model(**inputs).loss.backward()  # with video_index: each distinct video encoded once
         optimizer.step()

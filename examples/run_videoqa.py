@@ -40,6 +40,8 @@ from modeling_mcg.training import (
     VideoQACollator,
     VideoQATrainer,
     apply_config_overrides,
+    check_output_dir_writable,
+    check_room_for_checkpoint,
     command_line,
     compute_metrics,
     load_preset,
@@ -126,6 +128,14 @@ class DataArguments:
 
     dataset: str = field(default="synthetic", metadata={"help": f"One of: {', '.join(DATASET_NAMES)}."})
     data_dir: str | None = field(default=None, metadata={"help": "Dataset folder (not needed for synthetic)."})
+    video_dir: str | None = field(
+        default=None, metadata={"help": "Folder of the dataset's videos (default: <data_dir>/videos)."}
+    )
+    on_missing_video: str = field(
+        default="raise",
+        metadata={"help": "raise (default: fail when an annotation names a video that is not found) or skip (drop "
+                  "those questions with one warning)."},
+    )  # fmt: skip
     train_split: str = field(default="train")
     validation_split: str | None = field(
         default=None,
@@ -158,7 +168,9 @@ class DataArguments:
     do_augment: bool = field(default=False, metadata={"help": "Random resized crop + flip + jitter in training."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training questions."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N validation/test questions."})
-    on_corrupt_video: str = field(default="skip", metadata={"help": "skip (count and drop) or raise."})
+    on_corrupt_video: str = field(
+        default="skip", metadata={"help": "skip (count and drop undecodable videos and their questions) or raise."}
+    )
     blank_video: bool = field(default=False, metadata={"help": "Question-only baseline: all frames are zeros."})
     eval_mode: str = field(
         default="auto",
@@ -172,6 +184,11 @@ class DataArguments:
         self.dataset = self.dataset.lower().replace("_", "-")  # the readers' spelling: MSRVTT_QA -> msrvtt-qa
         if self.dataset not in DATASET_NAMES:  # DATASET_NAMES includes synthetic
             raise ValueError(f"Unknown --dataset {self.dataset!r}; choose one of {DATASET_NAMES}.")
+        if self.on_missing_video not in ("raise", "skip"):
+            raise ValueError(f"--on_missing_video must be raise or skip, got {self.on_missing_video!r}.")
+        if self.dataset == "synthetic" and self.video_dir is not None:
+            raise ValueError("--video_dir applies to the dataset readers; the synthetic set keeps its videos in "
+                             "--synthetic_cache_dir.")  # fmt: skip
         if self.group_by_video is None:
             self.group_by_video = self.dataset == "synthetic"
         if self.validation_split is None:
@@ -196,7 +213,10 @@ def load_split(data_args: DataArguments, split: str, limit: int | None) -> datas
     else:
         # CLEVRER: each multiple-choice option becomes a correct/wrong question of its own, as CLEVRER scores them
         options = {"options_as_questions": True} if data_args.dataset == "clevrer" else {}
-        ds = load_videoqa_dataset(data_args.dataset, data_args.data_dir, split, **options)
+        ds = load_videoqa_dataset(
+            data_args.dataset, data_args.data_dir, split, video_dir=data_args.video_dir,
+            on_missing=data_args.on_missing_video, **options,
+        )  # fmt: skip
     return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
 
 
@@ -277,9 +297,11 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
     if model_args.merge_lora and not model_args.use_lora:
         raise ValueError("--merge_lora needs --use_lora.")
-    # 1. The output folder: never replace a finished model silently; resume an interrupted run.
+    # 1. The output folder: never replace a finished model silently; resume an interrupted run; fail now, not at
+    # the first checkpoint, when it cannot be written.
     checkpoint = resolve_checkpoint(training_args, model_args.model_name_or_path)
     output_dir = Path(training_args.output_dir)
+    check_output_dir_writable(output_dir)
     set_cpu_threads(training_args)
     set_seed(training_args.seed)
     if data_args.cache_clips and training_args.dataloader_num_workers > 0:
@@ -299,6 +321,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
     # 3. Model and processor (from a folder, or from a preset with a tokenizer built from the training data).
     model, processor = build_model_and_processor(model_args, data_args, train_ds)
+    needed = check_room_for_checkpoint(training_args, model)
+    logger.info(f"{output_dir} has room for one checkpoint (about {needed / 2**20:.1f} MiB)")
     model.generation_config.max_new_tokens = data_args.max_new_tokens
     model.generation_config.num_beams = data_args.num_beams
     base_model = model_args.model_name_or_path
@@ -339,15 +363,18 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()
-        metrics["train_skipped_videos"] = trainer.skipped_videos
-        logger.info(f"Training done; {trainer.skipped_videos} undecodable training videos skipped")
+        metrics.update({f"train_{name}": count for name, count in trainer.skip_counts().items()})
+        logger.info(
+            f"Training done; {trainer.skipped_videos} undecodable training videos skipped, with "
+            f"{trainer.skipped_questions} questions"
+        )
 
     # 6. Final evaluation: every rank answers its shard; the records come back in dataset order on every rank.
     records: list[dict] = []
     if training_args.do_eval:
         records, skipped, _ = trainer.predict_answers(eval_ds)
         metrics.update(compute_metrics(records, mode, prefix="test", multilabel=trainer.multilabel))
-        metrics.update(test_samples=len(records), test_skipped_videos=skipped)
+        metrics.update(test_samples=len(records), **{f"test_{name}": count for name, count in skipped.items()})
         logger.info("Test metrics: " + json.dumps({k: round(v, 4) for k, v in metrics.items()}))
 
     # 7. The output folder (main process): predictions, plots, then weights + code + card through save_for_hub.

@@ -243,8 +243,8 @@ def finish(rows: list[dict], index: VideoIndex, on_missing: str, dataset: str, a
         )
         if on_missing == "raise":
             raise ValueError(
-                f"{summary} Pass `video_dir=` pointing at the folder that holds them, or on_missing='skip' to drop "
-                "these questions."
+                f"{summary} Pass the folder that holds them (--video_dir in examples/run_videoqa.py, `video_dir=` "
+                "in Python), or drop these questions (--on_missing_video skip, `on_missing='skip'`)."
             )
         logger.warning(f"{summary} Dropped them (on_missing='skip').")
     columns = {name: [r[name] for r in kept] for name in COLUMNS}

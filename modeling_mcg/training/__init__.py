@@ -1,11 +1,20 @@
 """What the training scripts share: collators, the video-grouped sampler, the `Trainer` subclasses, prediction with
-`generate` / `score_choices` and its metrics, plots, model building and the output-folder rules.
+`generate` / `score_choices` and its metrics, plots, model building, the output-folder rules and checkpoint folders
+that survive a full disk.
 
 Nothing here is imported by the model files, so it never travels as remote code. Output folders are written by
 `modeling_mcg.save_for_hub`.
 """
 
-from .arguments import MCGTrainingArguments, command_line, parse_args, resolve_checkpoint, training_summary
+from .arguments import (
+    MCGTrainingArguments,
+    check_output_dir_writable,
+    check_room_for_checkpoint,
+    command_line,
+    parse_args,
+    resolve_checkpoint,
+    training_summary,
+)
 from .building import (
     PRESET_DIR,
     apply_config_overrides,
@@ -15,6 +24,7 @@ from .building import (
     video_processor_for,
     vocabulary_words,
 )
+from .checkpoints import checkpoint_size_estimate, is_complete_checkpoint, last_complete_checkpoint
 from .collator import CaptionCollator, VideoQACollator, stack_clips
 from .evaluation import chance_per_type, compute_metrics, predict_answers, resolve_eval_mode
 from .plots import write_accuracy_plot, write_loss_plot
@@ -40,9 +50,14 @@ __all__ = [
     "VideoQACollator",
     "VideoQATrainer",
     "apply_config_overrides",
+    "check_output_dir_writable",
+    "check_room_for_checkpoint",
+    "checkpoint_size_estimate",
     "chance_per_type",
     "command_line",
     "compute_metrics",
+    "is_complete_checkpoint",
+    "last_complete_checkpoint",
     "load_preset",
     "match_config_to_tokenizer",
     "parse_args",

@@ -1,5 +1,6 @@
 """Command-line handling shared by the training scripts: argument parsing with script defaults, the output-folder
-rules (never replace a finished model silently; resume an interrupted run) and the recorded command line."""
+rules (writable and with room for a checkpoint before training starts; never replace a finished model silently;
+resume an interrupted run from its last complete checkpoint) and the recorded command line."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy
 from transformers.utils import logging
+
+from .checkpoints import checkpoint_size_estimate, format_bytes, free_space, last_complete_checkpoint
 
 logger = logging.get_logger(__name__)
 
@@ -48,8 +52,9 @@ def parse_args(argument_classes: tuple, defaults: dict[str, Any], args: list[str
 def resolve_checkpoint(training_args: MCGTrainingArguments, model_name_or_path: str | None = None) -> str | None:
     """The checkpoint to resume from, after checking that the run may write into `output_dir`.
 
-    - `--resume_from_checkpoint last` resumes the folder's last checkpoint (an error when there is none); an
-      explicit checkpoint path is used as given.
+    - `--resume_from_checkpoint last` resumes the folder's last complete checkpoint (an error when there is none);
+      newer folders whose save never finished are skipped with a warning. An explicit checkpoint path is used as
+      given.
     - A folder that already holds a finished model is not overwritten unless `--overwrite_output_dir` is given
       (evaluating the folder's own model in place, `--model_name_or_path` = `--output_dir`, is allowed).
     - A folder with checkpoints but no finished model (an interrupted run) resumes from its last checkpoint;
@@ -57,10 +62,10 @@ def resolve_checkpoint(training_args: MCGTrainingArguments, model_name_or_path: 
     """
     output_dir = Path(training_args.output_dir)
     checkpoint = training_args.resume_from_checkpoint
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    last = last_complete_checkpoint(output_dir)
     if checkpoint == "last":
         if last is None:
-            raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {output_dir}.")
+            raise ValueError(f"--resume_from_checkpoint last: no complete checkpoint-* folder in {output_dir}.")
         return last
     if training_args.overwrite_output_dir and training_args.do_train and last is not None:
         if training_args.process_index == 0:  # the old run's checkpoints would outrank (and rotate away) the new ones
@@ -83,6 +88,39 @@ def resolve_checkpoint(training_args: MCGTrainingArguments, model_name_or_path: 
         )
         return last
     return None
+
+
+def check_output_dir_writable(output_dir: str | os.PathLike) -> None:
+    """Create `output_dir` and write a file in it, so that a folder the run cannot write fails before training
+    rather than at the first checkpoint or after training. The write is real (not a permission check), so it also
+    catches read-only mounts and paths under a file, which `os.access` misses when running as root."""
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir) as probe:
+            probe.write(b"0")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise OSError(
+            f"--output_dir {output_dir} is not writable ({type(error).__name__}: {error}). Choose another "
+            "--output_dir or make this one writable before training."
+        ) from error
+
+
+def check_room_for_checkpoint(training_args: TrainingArguments, model: torch.nn.Module) -> int:
+    """Raise an `OSError` when `output_dir` has less free space than one checkpoint of `model` needs (its weights,
+    plus the optimizer state when `--save_strategy` saves checkpoints with it); returns the estimate in bytes."""
+    saves_optimizer = training_args.do_train and training_args.save_strategy != SaveStrategy.NO
+    saves_optimizer = saves_optimizer and not training_args.save_only_model
+    needed = checkpoint_size_estimate(model, with_optimizer=saves_optimizer)
+    free = free_space(training_args.output_dir)
+    if free is not None and free < needed:
+        what = "weights + optimizer state" if saves_optimizer else "weights"
+        raise OSError(
+            f"--output_dir {training_args.output_dir} has {format_bytes(free)} free, but one checkpoint of this "
+            f"model needs about {format_bytes(needed)} ({what}). Free some space or choose another --output_dir."
+        )
+    return needed
 
 
 def command_line(script: str, args: list[str] | None) -> str:

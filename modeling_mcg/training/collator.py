@@ -33,7 +33,8 @@ class VideoQACollator:
     Each distinct video of a batch is decoded and sent once: `pixel_values_videos` (v, t, 3, h, w) and
     `video_index` (b,), the row's video, which the model uses to encode each video once for all its questions.
     A video that fails to decode is dropped with its questions (`skip`, counted and logged) or re-raised (`raise`).
-    The batch carries `num_skipped_videos` (questions dropped) so the trainer can total the skips across workers;
+    The batch carries `num_skipped_videos` (distinct videos of the batch that failed) and `num_skipped_questions`
+    (the rows dropped with them) so the trainer can total the skips across workers;
     with `with_meta` it also carries the rows' metadata for writing predictions.
 
     Args:
@@ -110,6 +111,15 @@ class VideoQACollator:
             self.clip_cache[row["video"]] = clip
         return clip
 
+    @staticmethod
+    def failed_videos(rows: list[dict[str, Any]], kept: list[dict[str, Any]] = ()) -> torch.Tensor:
+        """How many distinct videos of `rows` failed to decode (those with no row in `kept`)."""
+        kept_ids = {id(row) for row in kept}
+        failed = {
+            row["video"] if isinstance(row["video"], str) else id(row) for row in rows if id(row) not in kept_ids
+        }
+        return torch.tensor(len(failed))
+
     def decode_rows(
         self, rows: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, torch.Tensor]], torch.Tensor]:
@@ -135,7 +145,8 @@ class VideoQACollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         kept, clips, video_index = self.decode_rows(rows)
         if not kept:  # every video failed: an empty batch, which the trainer turns into a zero-loss step
-            return {"num_skipped_videos": torch.tensor(len(rows)), **({"meta": []} if self.with_meta else {})}
+            skips = {"num_skipped_videos": self.failed_videos(rows), "num_skipped_questions": torch.tensor(len(rows))}
+            return {**skips, **({"meta": []} if self.with_meta else {})}
         pixels, frame_mask = stack_clips(clips)  # (v, t, 3, h, w): each distinct video once
         has_subtitles = any(row.get("subtitles") for row in kept)
         text = self.processor(
@@ -146,7 +157,8 @@ class VideoQACollator:
         )
         batch = dict(text)
         batch.update(pixel_values_videos=pixels, video_frame_mask=frame_mask, video_index=video_index)
-        batch["num_skipped_videos"] = torch.tensor(len(rows) - len(kept))  # questions dropped with their video
+        batch["num_skipped_videos"] = self.failed_videos(rows, kept)
+        batch["num_skipped_questions"] = torch.tensor(len(rows) - len(kept))  # dropped with their video
         if self.with_meta:
             batch["meta"] = [{k: row[k] for k in META_COLUMNS} for row in kept]
         return batch

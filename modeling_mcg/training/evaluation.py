@@ -42,21 +42,23 @@ def predict_answers(
     tokenizer,
     generation_kwargs: dict[str, Any] | None = None,
     with_loss: bool = False,
-) -> tuple[list[dict[str, Any]], int, float | None]:
+) -> tuple[list[dict[str, Any]], dict[str, int], float | None]:
     """Answer each rank's shard of `dataloader` (a collator `with_meta=True`), then gather every record on every rank.
 
     Returns the records in dataset order (`question_ids` is the dataset's column; the repeats that pad the last
-    batch of some ranks are dropped), the number of questions skipped with an undecodable video, and the mean
+    batch of some ranks are dropped), the skips (`{"skipped_videos": undecodable videos met, once per batch that
+    asks about them, "skipped_questions": questions dropped with them}`), and the mean
     answer loss when `with_loss`. Collective: call it on every rank.
     """
     model = accelerator.unwrap_model(model)
     was_training = model.training
     model.eval()
-    records, skipped, loss_sum, loss_rows = [], 0, 0.0, 0
+    records, skipped, loss_sum, loss_rows = [], [0, 0], 0.0, 0
     try:
         for batch in dataloader:
             meta = batch.pop("meta")
-            skipped += int(batch.pop("num_skipped_videos"))
+            skipped[0] += int(batch.pop("num_skipped_videos"))
+            skipped[1] += int(batch.pop("num_skipped_questions"))
             if not meta:
                 continue
             inputs = {k: batch[k] for k in MODEL_INPUTS}
@@ -83,7 +85,8 @@ def predict_answers(
     finally:
         model.train(was_training)
     records = gather_object(records)
-    skipped = sum(gather_object([skipped]))
+    videos, questions = (sum(values) for values in zip(*gather_object([tuple(skipped)])))
+    skipped = {"skipped_videos": videos, "skipped_questions": questions}
     loss_sum, loss_rows = (sum(values) for values in zip(*gather_object([(loss_sum, loss_rows)])))
     position = {question_id: index for index, question_id in enumerate(question_ids)}
     unique: dict[str, dict] = {}

@@ -1,26 +1,36 @@
-"""`Trainer` subclasses: loss parts in the logs, skipped-video counts, video-grouped batches, and answer-accuracy
-evaluation (generation or candidate scoring) that `--eval_strategy`, `--load_best_model_at_end` and
+"""`Trainer` subclasses: loss parts in the logs, skip counts kept across resumes, checkpoints that a full disk
+cannot leave half-written, video-grouped batches, and answer-accuracy evaluation (generation or candidate scoring) that `--eval_strategy`, `--load_best_model_at_end` and
 `metric_for_best_model="accuracy"` use."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
+from pathlib import Path
 
 import datasets
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .checkpoints import removed_on_failure
 from .evaluation import compute_metrics, predict_answers
 from .sampler import VideoGroupedSampler
 
 VIDEOQA_LOSS_PARTS = ("loss_lm", "loss_icl", "loss_tcl")
+SKIP_COUNTS = ("skipped_videos", "skipped_questions")
+SKIP_COUNTS_NAME = "skip_counts.json"
 PRETRAINING_LOSS_PARTS = ("loss_icl", "loss_tcl", "loss_mlm", "loss_vtm")
 
 
 class MCGTrainer(Trainer):
-    """`Trainer` that logs the running mean of every loss part next to `loss`, and totals skipped videos.
+    """`Trainer` that logs the running mean of every loss part next to `loss`, and totals the skipped training
+    videos (`skipped_videos`: undecodable videos met, once per batch that asks about them) and the questions dropped
+    with them (`skipped_questions`). The totals are saved with each checkpoint and restored on resume, so a resumed
+    run reports what an uninterrupted one does. A checkpoint save that fails (full disk) removes its partial folder
+    and raises an `OSError` naming it.
 
     A part is logged when the model returns it, i.e. when its weight is non-zero, and only when there are at least
     two parts (a single part equals `loss`). Steps only accumulate local sums; `log()` (which every rank calls at
@@ -37,8 +47,9 @@ class MCGTrainer(Trainer):
         self.loss_parts = tuple(loss_parts)
         self._sums = torch.zeros(len(self.loss_parts), dtype=torch.float64)
         self._counts = torch.zeros(len(self.loss_parts), dtype=torch.float64)
-        self._local_skipped = 0
-        self.skipped_videos = 0  # all ranks, up to the last log
+        self._local_skips = torch.zeros(len(SKIP_COUNTS), dtype=torch.float64)
+        self.skipped_videos = 0  # all ranks, up to the last log or checkpoint
+        self.skipped_questions = 0
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -58,10 +69,12 @@ class MCGTrainer(Trainer):
             self.data_collator = train_collator
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        skipped = inputs.pop("num_skipped_videos", None)
+        skipped = [inputs.pop(f"num_{name}", None) for name in SKIP_COUNTS]
         inputs.pop("meta", None)
-        if skipped is not None and model.training:
-            self._local_skipped += int(skipped)
+        if model.training:
+            for i, count in enumerate(skipped):
+                if count is not None:
+                    self._local_skips[i] += int(count)
         if "input_ids" not in inputs:  # the collator dropped every sample (undecodable videos)
             # zero loss over the trainable weights keeps every rank's backward (and DDP's all-reduce) in step
             loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
@@ -77,14 +90,38 @@ class MCGTrainer(Trainer):
 
     def gather_training_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum the local loss-part sums, counts and skips over all ranks (a collective call) and reset them."""
-        local = torch.cat([self._sums, self._counts, torch.tensor([float(self._local_skipped)], dtype=torch.float64)])
+        local = torch.cat([self._sums, self._counts, self._local_skips])
         total = self.accelerator.gather(local.to(self.accelerator.device)[None]).sum(0).cpu()
         self._sums.zero_()
         self._counts.zero_()
-        self._local_skipped = 0
-        self.skipped_videos += int(total[-1])
+        self.add_skips(total[-len(SKIP_COUNTS) :])
         n = len(self.loss_parts)
         return total[:n], total[n : 2 * n]
+
+    def add_skips(self, gathered: torch.Tensor) -> None:
+        self._local_skips.zero_()
+        for name, count in zip(SKIP_COUNTS, gathered.tolist()):
+            setattr(self, name, getattr(self, name) + int(count))
+
+    def skip_counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in SKIP_COUNTS}
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        counts = Path(resume_from_checkpoint) / SKIP_COUNTS_NAME if isinstance(resume_from_checkpoint, str) else None
+        if counts is not None and counts.is_file():
+            for name, value in json.loads(counts.read_text()).items():
+                setattr(self, name, int(value))
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        # every rank saves, so the skips can be gathered (a collective call) into the totals the checkpoint keeps
+        self.add_skips(self.accelerator.gather(self._local_skips.to(self.accelerator.device)[None]).sum(0).cpu())
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        with removed_on_failure(folder):
+            if self.args.should_save:  # written before trainer_state.json, which marks the checkpoint complete
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / SKIP_COUNTS_NAME).write_text(json.dumps(self.skip_counts()))
+            super()._save_checkpoint(model, trial)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log (evaluation logs carry eval_loss)
@@ -93,7 +130,7 @@ class MCGTrainer(Trainer):
                 for name, total, count in zip(self.loss_parts, sums.tolist(), counts.tolist()):
                     if count:
                         logs[name] = round(total / count, 4)
-            logs["skipped_videos"] = self.skipped_videos
+            logs.update(self.skip_counts())
         super().log(logs, start_time)
 
     def get_eval_dataloader(self, eval_dataset=None):
@@ -119,7 +156,7 @@ class VideoQATrainer(MCGTrainer):
         self.multilabel = multilabel
 
     def predict_answers(self, dataset: datasets.Dataset, with_loss: bool = False):
-        """(records in dataset order, skipped questions, mean answer loss or None) over all ranks."""
+        """(records in dataset order, skip counts, mean answer loss or None) over all ranks."""
         with self.evaluation_collator():
             dataloader = self.get_test_dataloader(dataset)
         return predict_answers(
@@ -138,11 +175,11 @@ class VideoQATrainer(MCGTrainer):
         if dataset is None:
             raise ValueError("evaluate() needs an eval_dataset: pass one to the trainer or to evaluate().")
         started = time.perf_counter()
-        records, skipped, loss = self.predict_answers(dataset, with_loss=True)
+        records, skips, loss = self.predict_answers(dataset, with_loss=True)
         metrics = compute_metrics(records, self.eval_mode, prefix=metric_key_prefix, multilabel=self.multilabel)
         metrics[f"{metric_key_prefix}_loss"] = loss
         metrics[f"{metric_key_prefix}_samples"] = len(records)
-        metrics[f"{metric_key_prefix}_skipped_videos"] = skipped
+        metrics.update({f"{metric_key_prefix}_{name}": count for name, count in skips.items()})
         metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - started, 4)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
