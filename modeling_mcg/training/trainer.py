@@ -5,13 +5,16 @@ evaluation (generation or candidate scoring) that `--eval_strategy`, `--load_bes
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 
 import datasets
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
+from ..data.shards import ShardedVideoDataset, load_shard_state, shard_dataloader
 from .evaluation import compute_metrics, predict_answers
 from .sampler import VideoGroupedSampler
 
@@ -150,15 +153,83 @@ class VideoQATrainer(MCGTrainer):
 
 
 class PretrainingTrainer(MCGTrainer):
-    """`MCGTrainer` with the pretraining loss parts; evaluation logs them too (`eval_loss_icl`, ...)."""
+    """`MCGTrainer` with the pretraining loss parts; evaluation logs them too (`eval_loss_icl`, ...).
 
-    def __init__(self, *args, **kwargs):
+    With a `ShardedVideoDataset` as `train_dataset` it streams the shards: the DataLoader stays out of
+    `accelerator.prepare` (the dataset splits the shards across processes itself), every trained batch is recorded
+    (`record_batch`), each checkpoint holds the data position of every process (`data_state-rank<r>.json`), and
+    `train(resume_from_checkpoint=...)` continues from it mid-epoch. That needs `max_steps` (a stream has no length)
+    and `ignore_data_skip=True`. Training logs then also carry `data_clips_per_s` (this process's loader rate per
+    busy worker-second) and `icl_batch_size` (the pairs each ICL step contrasts: the local batches of all processes).
+
+    Args (besides `MCGTrainer`'s):
+        trained_samples_file: when set (streaming only), every process appends `{"step", "epoch", "key"}` per trained
+            sample to this path, with `{rank}` replaced by its rank: an audit of the data order.
+    """
+
+    def __init__(self, *args, trained_samples_file: str | None = None, **kwargs):
         kwargs.setdefault("loss_parts", PRETRAINING_LOSS_PARTS)
         super().__init__(*args, **kwargs)
         self._eval_sums = torch.zeros(len(self.loss_parts), dtype=torch.float64)
         self._eval_counts = torch.zeros(len(self.loss_parts), dtype=torch.float64)
+        self._local_batch_size = 0
+        self.trained_samples_file = None
+        if self.streaming:
+            from ..data.shards import ShardStateCallback  # the Trainer stack is loaded by now
+
+            if self.args.max_steps <= 0:
+                raise ValueError("Streaming shards have no length: set max_steps (the number of optimizer steps).")
+            if not self.args.ignore_data_skip:
+                raise ValueError(
+                    "Streaming shards resume by themselves: set ignore_data_skip=True (Trainer would skip more batches)."
+                )
+            if self.args.dataloader_drop_last:
+                raise ValueError("dataloader_drop_last=True would drop samples the data position waits for.")
+            self.add_callback(ShardStateCallback(self.train_dataset))
+            if trained_samples_file is not None:
+                self.trained_samples_file = trained_samples_file.format(rank=self.args.process_index)
+        elif trained_samples_file is not None:
+            raise ValueError("trained_samples_file needs a ShardedVideoDataset train_dataset.")
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train_dataset, ShardedVideoDataset)
+
+    def get_train_dataloader(self):
+        if not self.streaming:
+            return super().get_train_dataloader()
+        collate = self.data_collator
+        if self.trained_samples_file is not None:
+            collate = SampleKeysCollator(collate)
+        workers = self.args.dataloader_num_workers
+        return shard_dataloader(
+            self.train_dataset,
+            self._train_batch_size,
+            collate,
+            num_workers=workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers and workers > 0,
+            prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
+        )
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if self.streaming and resume_from_checkpoint:
+            if resume_from_checkpoint is True:
+                resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+                if resume_from_checkpoint is None:
+                    raise ValueError(f"resume_from_checkpoint=True: no checkpoint in {self.args.output_dir}.")
+            load_shard_state(self.train_dataset, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and self.streaming:
+            positions = inputs.get("data_positions")
+            keys = inputs.pop("sample_keys", None)
+            self.train_dataset.record_batch(inputs)  # first: dropped (all-corrupt) batches count as read too
+            if keys is not None:
+                self.write_trained_samples(keys, positions)
+        if model.training and "input_ids" in inputs:
+            self._local_batch_size = len(inputs["input_ids"])
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if not model.training and outputs is not None:
             for i, name in enumerate(self.loss_parts):
@@ -166,6 +237,12 @@ class PretrainingTrainer(MCGTrainer):
                     self._eval_sums[i] += outputs[name].detach().float().item()
                     self._eval_counts[i] += 1
         return (loss, outputs) if return_outputs else loss
+
+    def write_trained_samples(self, keys: list[str], positions: torch.Tensor) -> None:
+        step = self.state.global_step + 1  # the optimizer step this batch belongs to
+        with open(self.trained_samples_file, "a", encoding="utf-8") as handle:
+            for key, position in zip(keys, positions.tolist()):
+                handle.write(json.dumps({"step": step, "epoch": position[0], "key": key}) + "\n")
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:
@@ -177,7 +254,26 @@ class PretrainingTrainer(MCGTrainer):
             for name, value, count in zip(self.loss_parts, total[:n].tolist(), total[n:].tolist()):
                 if count:
                     logs[f"eval_{name}"] = round(value / count, 4)
+        if "loss" in logs and self.model.config.icl_loss_weight > 0:
+            # ICL all-gathers the embeddings of every process when torch.distributed runs (losses.py), else local
+            local = torch.tensor([self._local_batch_size], device=self.accelerator.device)
+            gathered = self.accelerator.gather(local[None]).sum() if torch.distributed.is_initialized() else local
+            logs["icl_batch_size"] = int(gathered.sum())
+        if "loss" in logs and self.streaming:
+            logs["data_clips_per_s"] = round(self.train_dataset.throughput()["worker_clips_per_s"], 2)
         super().log(logs, start_time)
+
+
+class SampleKeysCollator:
+    """Wraps a collate function so that the batch also carries its samples' `key`s (`sample_keys`)."""
+
+    def __init__(self, collate_fn):
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch = self.collate_fn(samples)
+        batch["sample_keys"] = [sample["key"] for sample in samples]
+        return batch
 
 
 def set_cpu_threads(training_args: TrainingArguments) -> None:
