@@ -164,3 +164,38 @@ def test_streaming_from_missing_shards_or_with_a_caption_file_too_fails_clearly(
         script.main(["--train_shards", str(tmp_path / "missing" / "*.tar"), "--output_dir", str(tmp_path / "o")])
     with pytest.raises(ValueError, match="Pass --train_file or --train_shards, not both"):
         script.main(["--train_shards", str(tmp_path), "--train_file", "x.csv", "--output_dir", str(tmp_path / "o")])
+
+
+def test_the_trainer_refuses_a_stream_without_max_steps_or_with_batches_it_would_skip_or_drop(tmp_path):
+    from tiny_models import tiny_config
+    from torch.utils.data import DataLoader
+    from transformers import TrainingArguments
+
+    from modeling_mcg import MCGForPreTraining
+    from modeling_mcg.data.shards import ShardBatchCollator, ShardWriter
+    from modeling_mcg.training import PretrainingTrainer
+
+    with ShardWriter(tmp_path / "shards", format="webdataset") as writer:
+        writer.write(b"not decoded here", "a caption")
+    stream = ShardedVideoDataset(tmp_path / "shards", shuffle_buffer=0)
+    model = MCGForPreTraining(tiny_config())
+
+    def trainer(dataset=stream, **kwargs):
+        args = {"output_dir": str(tmp_path / "o"), "use_cpu": True, "report_to": "none", **kwargs}
+        return PretrainingTrainer(model=model, args=TrainingArguments(**args), train_dataset=dataset,
+                                  trained_samples_file=str(tmp_path / "t{rank}.jsonl"))  # fmt: skip
+
+    with pytest.raises(ValueError, match="max_steps has to be specified"):  # Trainer's own check
+        trainer(ignore_data_skip=True)
+    with pytest.raises(ValueError, match="set ignore_data_skip=True"):
+        trainer(max_steps=2)
+    with pytest.raises(ValueError, match="dataloader_drop_last=True would drop samples"):
+        trainer(max_steps=2, ignore_data_skip=True, dataloader_drop_last=True)
+    with pytest.raises(ValueError, match="trained_samples_file needs a ShardedVideoDataset"):
+        trainer(dataset=[{"caption": "x"}], max_steps=2)
+    streaming = trainer(max_steps=2, ignore_data_skip=True)
+    assert streaming.trained_samples_file == str(tmp_path / "t0.jsonl")
+    assert any(type(c).__name__ == "ShardStateCallback" for c in streaming.callback_handler.callbacks)
+    loader = streaming.get_train_dataloader()
+    assert type(loader) is DataLoader  # not accelerate's: the stream splits the shards across processes itself
+    assert isinstance(loader.collate_fn, ShardBatchCollator)

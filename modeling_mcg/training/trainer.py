@@ -160,7 +160,8 @@ class PretrainingTrainer(MCGTrainer):
     (`record_batch`), each checkpoint holds the data position of every process (`data_state-rank<r>.json`), and
     `train(resume_from_checkpoint=...)` continues from it mid-epoch. That needs `max_steps` (a stream has no length)
     and `ignore_data_skip=True`. Training logs then also carry `data_clips_per_s` (this process's loader rate per
-    busy worker-second) and `icl_batch_size` (the pairs each ICL step contrasts: the local batches of all processes).
+    busy worker-second). With ICL on, every training log carries `icl_batch_size`: the pairs the last ICL step
+    contrasted, i.e. the local batches of all processes when `torch.distributed` runs (ICL all-gathers them).
 
     Args (besides `MCGTrainer`'s):
         trained_samples_file: when set (streaming only), every process appends `{"step", "epoch", "key"}` per trained
@@ -177,8 +178,6 @@ class PretrainingTrainer(MCGTrainer):
         if self.streaming:
             from ..data.shards import ShardStateCallback  # the Trainer stack is loaded by now
 
-            if self.args.max_steps <= 0:
-                raise ValueError("Streaming shards have no length: set max_steps (the number of optimizer steps).")
             if not self.args.ignore_data_skip:
                 raise ValueError(
                     "Streaming shards resume by themselves: set ignore_data_skip=True (Trainer would skip more batches)."
