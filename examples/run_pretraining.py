@@ -10,14 +10,23 @@ ready for `examples/run_videoqa.py --model_name_or_path outputs/pretrain`:
         --video_dir /data/webvid/videos --hub_config mcg-base --tokenizer_name bert-base-uncased --num_frames 4 \
         --train_sampling headtail --learning_rate 1e-4 --per_device_train_batch_size 16
 
+At scale, stream shards written by `python -m modeling_mcg.data.shards` (WebDataset tar or Parquet) instead: each
+process reads its own share of the shards, and a checkpoint resumes mid-epoch (see examples/README.md):
+
+    accelerate launch --config_file examples/accelerate_multi_gpu.yaml examples/run_pretraining.py \
+        --train_shards /data/webvid/shards --hub_config mcg-base --tokenizer_name bert-base-uncased \
+        --num_train_epochs 5 --per_device_train_batch_size 32 --dataloader_num_workers 8 --save_steps 2000
+
 The output folder is an `MCGForPreTraining` checkpoint written by `modeling_mcg.save_for_hub` (processor, remote code,
 pipeline, model card). `MCGForVideoQuestionAnswering` (and `AutoModelForSeq2SeqLM`) load it directly: the video
 encoder, question encoder, fusor and projections come from here, the answer decoder is new and the pretraining heads
 (`mlm_head`, `vtm_head`) are left out.
 """
 
+import itertools
 import json
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +45,7 @@ from modeling_mcg import (
     save_for_hub,
 )
 from modeling_mcg.data.captions import load_caption_dataset, synthetic_captions
+from modeling_mcg.data.shards import ShardedVideoDataset
 from modeling_mcg.data.synthetic import load_synthetic_videoqa, num_videos_for_samples, parse_num_videos
 from modeling_mcg.training import (
     PRETRAINING_LOSS_PARTS,
@@ -43,6 +53,8 @@ from modeling_mcg.training import (
     MCGTrainingArguments,
     PretrainingTrainer,
     apply_config_overrides,
+    check_output_dir_writable,
+    check_room_for_checkpoint,
     command_line,
     load_preset,
     match_config_to_tokenizer,
@@ -122,6 +134,20 @@ class DataArguments:
         metadata={"help": "Caption file: a WebVid csv, a csv with video and caption columns, or a .jsonl/.json list of "
                   "{video, caption}. Default: the synthetic set's captions."},
     )  # fmt: skip
+    train_shards: str | None = field(
+        default=None,
+        metadata={"help": "Shard folder written by `python -m modeling_mcg.data.shards` (tar or Parquet, read from its "
+                  "index.json), or a glob of shard files: streamed, split across processes, resumable mid-epoch."},
+    )  # fmt: skip
+    shuffle_buffer: int = field(default=1000, metadata={"help": "Streaming: samples in each reader's shuffle buffer."})
+    vocabulary_samples: int = field(
+        default=10000, metadata={"help": "Streaming without --tokenizer_name: captions read to build the vocabulary."}
+    )
+    log_trained_samples: bool = field(
+        default=False,
+        metadata={"help": "Streaming: write {step, epoch, key} of every trained sample to "
+                  "<output_dir>/trained_samples-rank<r>.jsonl (an audit of the data order)."},
+    )  # fmt: skip
     validation_file: str | None = field(default=None, metadata={"help": "Caption file for evaluation."})
     video_dir: str | None = field(
         default=None, metadata={"help": "Folder the video names are relative to (default: the caption file's)."}
@@ -158,7 +184,7 @@ class DataArguments:
 def load_captions(data_args: DataArguments, split: str, limit: int | None) -> datasets.Dataset:
     """The first `limit` (video, caption) pairs of `split` ("train" or "eval"), from the files or the synthetic set."""
     path = data_args.train_file if split == "train" else data_args.validation_file
-    if data_args.train_file is None:
+    if data_args.train_file is None and data_args.train_shards is None:
         if path is not None:
             raise ValueError("--validation_file needs --train_file (without it both come from the synthetic set).")
         ds = synthetic_captions(
@@ -167,7 +193,7 @@ def load_captions(data_args: DataArguments, split: str, limit: int | None) -> da
             num_videos=data_args.synthetic_num_videos_dict(),
         )
     elif path is None:
-        raise ValueError("Evaluation with --train_file needs --validation_file.")
+        raise ValueError("Evaluation with --train_file or --train_shards needs --validation_file.")
     else:
         ds = load_caption_dataset(path, video_dir=data_args.video_dir, on_missing=data_args.on_missing_video)
     return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
@@ -180,9 +206,44 @@ def caption_words(captions: list[str], max_words: int) -> list[str]:
     return [word for word, _ in counts.most_common(max_words)]
 
 
-def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, train_ds: datasets.Dataset):
+def stream_training_data(data_args: DataArguments, training_args: MCGTrainingArguments) -> ShardedVideoDataset:
+    """The shards as a stream of this process's share; sizes `max_steps` from `num_train_epochs` when it is unset."""
+    if data_args.train_file is not None:
+        raise ValueError("Pass --train_file or --train_shards, not both.")
+    if data_args.max_train_samples is not None:
+        raise ValueError("--max_train_samples does not apply to --train_shards; set --max_steps instead.")
+    train_ds = ShardedVideoDataset(
+        data_args.train_shards,
+        shuffle_buffer=data_args.shuffle_buffer,
+        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+        rank=training_args.process_index,
+        world_size=training_args.world_size,
+    )
+    if training_args.max_steps <= 0:  # a stream has no length: one epoch is the samples over the global batch
+        global_batch = (
+            training_args.per_device_train_batch_size
+            * training_args.world_size
+            * training_args.gradient_accumulation_steps
+        )
+        training_args.max_steps = math.ceil(training_args.num_train_epochs * train_ds.num_samples / global_batch)
+        logger.info(f"--max_steps {training_args.max_steps}: {training_args.num_train_epochs} epoch(s) of "
+                    f"{train_ds.num_samples} samples in global batches of {global_batch}")  # fmt: skip
+    training_args.ignore_data_skip = True  # the stream resumes from the data position saved with the checkpoint
+    return train_ds
+
+
+def shard_captions(shards: ShardedVideoDataset, limit: int) -> list[str]:
+    """The captions of the first `limit` samples in shard order: the same on every process."""
+    if limit < 1:
+        raise ValueError(f"--vocabulary_samples must be at least 1, got {limit}.")
+    reader = ShardedVideoDataset(shards.shard_paths, shuffle_buffer=0, rank=0, world_size=1)
+    return [sample["caption"] for sample in itertools.islice(reader, limit)]
+
+
+def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, captions):
     """The model with the pretraining loss weights set, its processor, and the loss weights of the starting config
-    (written back into the saved config, so that fine-tuning starts with them)."""
+    (written back into the saved config, so that fine-tuning starts with them). `captions()` gives the captions
+    a from-scratch vocabulary is built from (called only then)."""
     attn = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     weights = {
         "icl_loss_weight": model_args.icl_loss_weight,
@@ -212,8 +273,8 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
             tokenizer = transformers.AutoTokenizer.from_pretrained(model_args.tokenizer_name)
             add_mcg_special_tokens(tokenizer)
         else:
-            words = caption_words(train_ds["caption"], model_args.max_vocabulary_words)
-            if data_args.train_file is None:  # the folder will be fine-tuned on the synthetic questions
+            words = caption_words(captions(), model_args.max_vocabulary_words)
+            if data_args.train_file is None and data_args.train_shards is None:  # fine-tuned on synthetic questions
                 qa = load_synthetic_videoqa(
                     data_args.train_split,
                     cache_dir=data_args.synthetic_cache_dir,
@@ -240,20 +301,31 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         raise ValueError("Pass only one of --hub_config, --config_file and --model_name_or_path.")
     if model_args.use_vtm and training_args.per_device_train_batch_size < 2:
         raise ValueError("--use_vtm draws in-batch negatives: use --per_device_train_batch_size >= 2.")
-    # 1. The output folder: never replace a finished model silently; resume an interrupted run.
+    # 1. The output folder: never replace a finished model silently; resume an interrupted run; fail now, not at
+    # the first checkpoint, when it cannot be written.
     checkpoint = resolve_checkpoint(training_args, model_args.model_name_or_path)
     output_dir = Path(training_args.output_dir)
+    check_output_dir_writable(output_dir)
     set_cpu_threads(training_args)
     set_seed(training_args.seed)
 
     # 2. Data: (video, caption) pairs; evaluation pairs for --do_eval or --eval_strategy.
-    train_ds = load_captions(data_args, "train", data_args.max_train_samples)
+    # Streamed shards: each process reads its share; the vocabulary comes from a sample of their captions.
+    if data_args.train_shards is not None:
+        train_ds = stream_training_data(data_args, training_args)
+        num_train = train_ds.num_samples
+        captions = lambda: shard_captions(train_ds, data_args.vocabulary_samples)  # noqa: E731
+    else:
+        train_ds = load_captions(data_args, "train", data_args.max_train_samples)
+        num_train = len(train_ds)
+        captions = lambda: train_ds["caption"]  # noqa: E731
     evaluating = training_args.do_eval or training_args.eval_strategy != "no"
     eval_ds = load_captions(data_args, "eval", data_args.max_eval_samples) if evaluating else None
-    logger.info(f"{len(train_ds)} training pairs" + (f", {len(eval_ds)} evaluation pairs" if eval_ds else ""))
+    logger.info(f"{num_train} training pairs" + (f", {len(eval_ds)} evaluation pairs" if eval_ds else ""))
 
     # 3. Model and processor, with the pretraining loss weights.
-    model, processor, finetune_weights = build_model_and_processor(model_args, data_args, train_ds)
+    model, processor, finetune_weights = build_model_and_processor(model_args, data_args, captions)
+    check_room_for_checkpoint(training_args, model)
     min_pairs = 2 if model_args.use_vtm else 1
 
     # 4. Trainer: decoding collators (training sampling + augmentation; evaluation sampling), loss parts logged.
@@ -267,6 +339,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         eval_collator=CaptionCollator(processor, data_args.eval_sampling, data_args.max_caption_length,
                                       data_args.on_corrupt_video, False, min_pairs),
         processing_class=processor,
+        trained_samples_file=str(output_dir / "trained_samples-rank{rank}.jsonl")
+        if data_args.log_trained_samples else None,
     )  # fmt: skip
 
     # 5. Training (resumed from `checkpoint` when there is one), then the evaluation losses.
@@ -294,7 +368,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         objectives = ", ".join(
             f"{n.removesuffix('_loss_weight').upper()} x {w}" for n, w in pretraining_weights.items() if w
         )
-        data = data_args.train_file or f"synthetic captions ({data_args.train_split} split)"
+        data = data_args.train_file or data_args.train_shards or f"synthetic captions ({data_args.train_split} split)"
         lines = [f"pretraining on {data}: {objectives}; `config.json` holds the fine-tuning loss weights",
                  f"frames: {processor.video_processor.num_frames} ({data_args.train_sampling} sampling), captions "
                  f"up to {data_args.max_caption_length} tokens"]  # fmt: skip
@@ -306,7 +380,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             output_dir,
             metrics=metrics or None,
             preset=model_args.model_name_or_path or model_args.config_file or model_args.hub_config or "mcg-tiny",
-            dataset="synthetic" if data_args.train_file is None else None,
+            dataset="synthetic" if data_args.train_file is None and data_args.train_shards is None else None,
             base_model=model_args.model_name_or_path,
             command=command_line("run_pretraining.py", args),
             training=training_summary(training_args, lines) if training_args.do_train else None,

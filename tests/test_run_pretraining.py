@@ -7,6 +7,7 @@ import json
 import math
 import re
 import shutil
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,22 @@ def test_pretraining_validates_during_training(synthetic_dir, tmp_path):
     assert sorted({h["step"] for h in evaluations}) == [1, 2]
     assert all({"eval_loss_icl", "eval_loss_tcl", "eval_loss_mlm"} <= set(h) for h in evaluations)
     assert (out / "loss_curve.png").is_file()
+
+
+def test_an_unwritable_output_folder_or_one_without_room_fails_before_pretraining(
+    synthetic_dir, tmp_path, monkeypatch
+):
+    started = []
+    monkeypatch.setattr(run_pretraining.PretrainingTrainer, "train", lambda self, *a, **k: started.append(a))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # a path under a regular file cannot be created, even by root
+    with pytest.raises(OSError, match="is not writable"):
+        run_pretraining.main(base_args(synthetic_dir, blocker / "run"))
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(
+        "modeling_mcg.training.checkpoints.shutil.disk_usage", lambda path: usage(10**6, 10**6 - 4096, 4096)
+    )
+    with pytest.raises(OSError, match=r"has 4\.0 KiB free, but one checkpoint of this model needs about"):
+        run_pretraining.main(base_args(synthetic_dir, tmp_path / "full"))
+    assert not started

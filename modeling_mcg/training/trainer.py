@@ -15,7 +15,8 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoints import removed_on_failure
+from ..data.shards import ShardedVideoDataset, load_shard_state, shard_dataloader
+from .checkpoints import last_complete_checkpoint, removed_on_failure
 from .evaluation import compute_metrics, predict_answers
 from .sampler import VideoGroupedSampler
 
@@ -106,8 +107,19 @@ class MCGTrainer(Trainer):
     def skip_counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in SKIP_COUNTS}
 
+    def resolve_checkpoint(self, resume_from_checkpoint):
+        """`True` means the last complete checkpoint of the output folder (one cut short by a crash is passed over
+        with a warning); a path or None is returned as given."""
+        if resume_from_checkpoint is not True:
+            return resume_from_checkpoint
+        checkpoint = last_complete_checkpoint(self.args.output_dir)
+        if checkpoint is None:
+            raise ValueError(f"resume_from_checkpoint=True: no complete checkpoint in {self.args.output_dir}.")
+        return checkpoint
+
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        counts = Path(resume_from_checkpoint) / SKIP_COUNTS_NAME if isinstance(resume_from_checkpoint, str) else None
+        resume_from_checkpoint = self.resolve_checkpoint(resume_from_checkpoint)
+        counts = Path(resume_from_checkpoint) / SKIP_COUNTS_NAME if resume_from_checkpoint else None
         if counts is not None and counts.is_file():
             for name, value in json.loads(counts.read_text()).items():
                 setattr(self, name, int(value))
@@ -187,15 +199,79 @@ class VideoQATrainer(MCGTrainer):
 
 
 class PretrainingTrainer(MCGTrainer):
-    """`MCGTrainer` with the pretraining loss parts; evaluation logs them too (`eval_loss_icl`, ...)."""
+    """`MCGTrainer` with the pretraining loss parts; evaluation logs them too (`eval_loss_icl`, ...).
 
-    def __init__(self, *args, **kwargs):
+    With a `ShardedVideoDataset` as `train_dataset` it streams the shards: the DataLoader stays out of
+    `accelerator.prepare` (the dataset splits the shards across processes itself), every trained batch is recorded
+    (`record_batch`), each checkpoint holds the data position of every process (`data_state-rank<r>.json`), and
+    `train(resume_from_checkpoint=...)` continues from it mid-epoch. That needs `max_steps` (a stream has no length)
+    and `ignore_data_skip=True`. Training logs then also carry `data_clips_per_s` (this process's loader rate per
+    busy worker-second). With ICL on, every training log carries `icl_batch_size`: the pairs the last ICL step
+    contrasted, i.e. the local batches of all processes when `torch.distributed` runs (ICL all-gathers them).
+
+    Args (besides `MCGTrainer`'s):
+        trained_samples_file: when set (streaming only), every process appends `{"step", "epoch", "key"}` per trained
+            sample to this path, with `{rank}` replaced by its rank: an audit of the data order.
+    """
+
+    def __init__(self, *args, trained_samples_file: str | None = None, **kwargs):
         kwargs.setdefault("loss_parts", PRETRAINING_LOSS_PARTS)
         super().__init__(*args, **kwargs)
         self._eval_sums = torch.zeros(len(self.loss_parts), dtype=torch.float64)
         self._eval_counts = torch.zeros(len(self.loss_parts), dtype=torch.float64)
+        self._local_batch_size = 0
+        self.trained_samples_file = None
+        if self.streaming:
+            from ..data.shards import ShardStateCallback  # the Trainer stack is loaded by now
+
+            if not self.args.ignore_data_skip:
+                raise ValueError(
+                    "Streaming shards resume by themselves: set ignore_data_skip=True (Trainer would skip more batches)."
+                )
+            if self.args.dataloader_drop_last:
+                raise ValueError("dataloader_drop_last=True would drop samples the data position waits for.")
+            self.add_callback(ShardStateCallback(self.train_dataset))
+            if trained_samples_file is not None:
+                self.trained_samples_file = trained_samples_file.format(rank=self.args.process_index)
+        elif trained_samples_file is not None:
+            raise ValueError("trained_samples_file needs a ShardedVideoDataset train_dataset.")
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train_dataset, ShardedVideoDataset)
+
+    def get_train_dataloader(self):
+        if not self.streaming:
+            return super().get_train_dataloader()
+        collate = self.data_collator
+        if self.trained_samples_file is not None:
+            collate = SampleKeysCollator(collate)
+        workers = self.args.dataloader_num_workers
+        return shard_dataloader(
+            self.train_dataset,
+            self._train_batch_size,
+            collate,
+            num_workers=workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers and workers > 0,
+            prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
+        )
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        resume_from_checkpoint = self.resolve_checkpoint(resume_from_checkpoint)
+        if self.streaming and resume_from_checkpoint:
+            load_shard_state(self.train_dataset, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and self.streaming:
+            positions = inputs.get("data_positions")
+            keys = inputs.pop("sample_keys", None)
+            self.train_dataset.record_batch(inputs)  # first: dropped (all-corrupt) batches count as read too
+            if keys is not None:
+                self.write_trained_samples(keys, positions)
+        if model.training and "input_ids" in inputs:
+            self._local_batch_size = len(inputs["input_ids"])
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if not model.training and outputs is not None:
             for i, name in enumerate(self.loss_parts):
@@ -203,6 +279,12 @@ class PretrainingTrainer(MCGTrainer):
                     self._eval_sums[i] += outputs[name].detach().float().item()
                     self._eval_counts[i] += 1
         return (loss, outputs) if return_outputs else loss
+
+    def write_trained_samples(self, keys: list[str], positions: torch.Tensor) -> None:
+        step = self.state.global_step + 1  # the optimizer step this batch belongs to
+        with open(self.trained_samples_file, "a", encoding="utf-8") as handle:
+            for key, position in zip(keys, positions.tolist()):
+                handle.write(json.dumps({"step": step, "epoch": position[0], "key": key}) + "\n")
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:
@@ -214,7 +296,26 @@ class PretrainingTrainer(MCGTrainer):
             for name, value, count in zip(self.loss_parts, total[:n].tolist(), total[n:].tolist()):
                 if count:
                     logs[f"eval_{name}"] = round(value / count, 4)
+        if "loss" in logs and self.model.config.icl_loss_weight > 0:
+            # ICL all-gathers the embeddings of every process when torch.distributed runs (losses.py), else local
+            local = torch.tensor([self._local_batch_size], device=self.accelerator.device)
+            gathered = self.accelerator.gather(local[None]).sum() if torch.distributed.is_initialized() else local
+            logs["icl_batch_size"] = int(gathered.sum())
+        if "loss" in logs and self.streaming:
+            logs["data_clips_per_s"] = round(self.train_dataset.throughput()["worker_clips_per_s"], 2)
         super().log(logs, start_time)
+
+
+class SampleKeysCollator:
+    """Wraps a collate function so that the batch also carries its samples' `key`s (`sample_keys`)."""
+
+    def __init__(self, collate_fn):
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch = self.collate_fn(samples)
+        batch["sample_keys"] = [sample["key"] for sample in samples]
+        return batch
 
 
 def set_cpu_threads(training_args: TrainingArguments) -> None:
