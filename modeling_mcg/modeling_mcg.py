@@ -358,12 +358,21 @@ def _padding_mask(mask: torch.Tensor) -> torch.Tensor:
     return mask.bool()[:, None, None, :]
 
 
-def _masked_frame_mean(x: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the frame axis (dim 1) of x (b, t, ...) counting only real frames."""
+def _frame_weights(frame_mask: torch.Tensor | None, dtype: torch.dtype, ndim: int):
+    """(b, t) frame mask → (weights (b, t, 1, ...), counts (b, 1, ...)) for `_masked_frame_mean` over tensors of `ndim`
+    dims; None without a mask. Built once per forward and shared by every layer."""
     if frame_mask is None:
+        return None
+    weights = frame_mask.to(dtype).view(*frame_mask.shape, *([1] * (ndim - 2)))  # (b, t, 1, ...)
+    return weights, weights.sum(dim=1).clamp_min(1.0)
+
+
+def _masked_frame_mean(x: torch.Tensor, frame_weights) -> torch.Tensor:
+    """Mean over the frame axis (dim 1) of x (b, t, ...) counting only real frames (`_frame_weights`)."""
+    if frame_weights is None:
         return x.mean(dim=1)
-    weights = frame_mask.to(x.dtype).view(*frame_mask.shape, *([1] * (x.ndim - 2)))  # (b, t, 1, ...)
-    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+    weights, counts = frame_weights
+    return (x * weights).sum(dim=1) / counts
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -470,14 +479,22 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
         bias = torch.addmv(fc.bias, fc.weight, out_proj.bias)  # (d,)
         return F.linear(x, weight, bias)
 
-    def forward(self, hidden_states, frame_mask=None, num_frames: int = 1, need_weights=False, **kwargs):
-        """hidden_states (b, 1 + t n, d) → (hidden_states, spatial attention weights or None)."""
-        b, _, d = hidden_states.shape
-        cls, patches = hidden_states[:, :1], hidden_states[:, 1:].unflatten(1, (num_frames, -1))  # (b, t, n, d)
-        t, n = patches.shape[1:3]
+    def forward(
+        self, hidden_states, temporal_mask=None, frame_weights=None, num_frames: int = 1, need_weights=False, **kwargs
+    ):
+        """hidden_states (b, 1 + t n, d) → (hidden_states, spatial attention weights or None).
+
+        temporal_mask (b, 1, 1, t) and frame_weights (`_frame_weights` of the frame mask) are built once per forward
+        by [`MCGVisionModel`]; None when every frame is real.
+        """
+        b, length, d = hidden_states.shape
+        t = num_frames
+        n = (length - 1) // t
+        # one split (its backward is one cat), not two slices (each of whose backward writes a zero-filled copy)
+        cls, patches = hidden_states.split([1, t * n], dim=1)
+        patches = patches.view(b, t, n, d)
 
         # temporal: dim 1 of (b, t, n, d) is the sequence; the n patch locations are folded into the heads
-        temporal_mask = None if frame_mask is None else _padding_mask(frame_mask)  # (b, 1, 1, t)
         x, _ = self.temporal_attn(
             self.temporal_layer_norm(patches), attention_mask=temporal_mask, project=False, **kwargs
         )
@@ -487,16 +504,13 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
         # and its per-frame outputs averaged over the real frames
         x = torch.cat([self.layer_norm1(cls)[:, None].expand(b, t, 1, d), self.layer_norm1(patches)], dim=2)
         x, weights = self.spatial_attn(x.view(b * t, 1 + n, d), need_weights=need_weights, **kwargs)
-        x = self.dropout(x).view(b, t, 1 + n, d)
-        cls_update, patch_update = self.drop_path(_masked_frame_mean(x[:, :, :1], frame_mask), x[:, :, 1:])
-        cls, patches = cls + cls_update, patches + patch_update
+        cls_update, patch_update = self.dropout(x).view(b, t, 1 + n, d).split([1, n], dim=2)
+        cls_update, patch_update = self.drop_path(_masked_frame_mean(cls_update, frame_weights), patch_update)
+        hidden_states = torch.cat([cls + cls_update, (patches + patch_update).view(b, t * n, d)], dim=1)
 
-        # MLP, one stochastic-depth draw for the [CLS] and the patches
-        cls_update, patch_update = self.drop_path(
-            self.dropout(self.mlp(self.layer_norm2(cls))), self.dropout(self.mlp(self.layer_norm2(patches)))
-        )
-        cls, patches = cls + cls_update, patches + patch_update
-        return torch.cat([cls, patches.reshape(b, t * n, d)], dim=1), weights
+        # MLP: the [CLS] and the patches together, one stochastic-depth draw per sample
+        hidden_states = hidden_states + self.drop_path(self.dropout(self.mlp(self.layer_norm2(hidden_states))))
+        return hidden_states, weights
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -605,6 +619,16 @@ class MCGPreTrainedModel(PreTrainedModel):
         and a complete `auto_map` (see `AUTO_MAP`)."""
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def compile_regions(self, **compile_kwargs):
+        """Regional compilation: `torch.compile` each repeated layer (the vision blocks and the text layers) instead
+        of the whole model. Layers of one class share their compiled code (module parameters are graph inputs), so
+        the compile time stays that of a few layers however deep the model is; the embeddings, heads and losses run
+        eagerly. `compile_kwargs` go to `torch.compile` (backend, mode, ...). Returns the model."""
+        for module in self.modules():
+            if isinstance(module, (MCGVisionEncoderLayer, MCGTextLayer)):
+                module.compile(**compile_kwargs)
+        return self
 
     def _init_weights(self, module):
         std = self.config.initializer_range
@@ -776,10 +800,18 @@ class MCGVisionModel(MCGPreTrainedModel):
     ) -> MCGVideoOutput:
         b, t = pixel_values_videos.shape[:2]
         hidden_states = self.embeddings(pixel_values_videos)  # (b, 1 + t n, d)
+        # masks built once here, shared by every layer
+        temporal_mask = None if video_frame_mask is None else _padding_mask(video_frame_mask)  # (b, 1, 1, t)
+        frame_weights = _frame_weights(video_frame_mask, hidden_states.dtype, 4)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             hidden_states, weights = layer(
-                hidden_states, video_frame_mask, t, need_weights=return_cls_attention and i == last, **kwargs
+                hidden_states,
+                temporal_mask,
+                frame_weights,
+                t,
+                need_weights=return_cls_attention and i == last,
+                **kwargs,
             )
         hidden_states = self.post_layernorm(hidden_states)
         cls, patches = hidden_states[:, :1], hidden_states[:, 1:].unflatten(1, (t, -1))  # (b, 1, d), (b, t, n, d)
@@ -787,7 +819,8 @@ class MCGVisionModel(MCGPreTrainedModel):
         cls_attention = weights[:, :, 0, 1:].reshape(b, t, -1, n) if return_cls_attention else None  # (b, t, h, n)
 
         if self.config.vision_config.temporal_pooling == "mean":
-            tokens = torch.cat([cls, _masked_frame_mean(patches, video_frame_mask)], dim=1)  # (b, 1 + n, d)
+            pooled = _masked_frame_mean(patches, _frame_weights(video_frame_mask, patches.dtype, 4))
+            tokens = torch.cat([cls, pooled], dim=1)  # (b, 1 + n, d)
             mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
         else:
             tokens = hidden_states  # (b, 1 + t n, d)

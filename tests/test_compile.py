@@ -1,5 +1,7 @@
 """torch.compile: the video encoder compiles as one graph (fullgraph=True) and gives eager's outputs and gradients;
 the full question-answering forward compiles and gives eager's loss, logits and gradients.
+Regional compilation (`compile_regions`) of a training step gives eager's loss and gradients with one graph per layer
+kind.
 
 Backend "aot_eager": it runs TorchDynamo (the graph capture that fullgraph=True checks: no graph break, no host
 sync, no unsupported Python) and AOTAutograd (the traced forward and backward graphs), but generates no code.
@@ -81,3 +83,36 @@ def test_full_qa_forward_compiles_and_matches_eager():
     assert got_grads.keys() == expected_grads.keys()
     for name, grad in expected_grads.items():
         torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def _regional_training_step(config, inputs):
+    """Eager and regionally compiled training steps of one model → (eager loss, grads), (compiled loss, grads)."""
+    torch.manual_seed(0)
+    model = MCGForVideoQuestionAnswering(config).train()
+    loss = model(**inputs).loss
+    loss.backward()
+    expected = loss.detach(), _grads(model)
+    model.zero_grad(set_to_none=True)
+    model.compile_regions(backend="aot_eager")
+    loss = model(**inputs).loss
+    loss.backward()
+    return expected, (loss.detach(), _grads(model))
+
+
+def test_regionally_compiled_training_step_matches_eager_with_one_graph_per_layer_kind():
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    depth = 3
+    config = tiny_config(
+        vision={"num_hidden_layers": depth}, question={"num_hidden_layers": depth}, decoder={"num_hidden_layers": depth}
+    )
+    inputs = tiny_inputs(config, pad_frames=True)
+    (expected_loss, expected_grads), (loss, grads) = _regional_training_step(config, inputs)
+    torch.testing.assert_close(loss, expected_loss, atol=1e-5, rtol=1e-5)
+    assert grads.keys() == expected_grads.keys() and len(grads) > 0
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    # the layers of a kind share their compiled code: the vision block, and the text layer as question encoder,
+    # fusor and answer generator (three code paths), not one graph per layer (3 + 3 + 1 + 3 layers here)
+    assert counters["stats"]["unique_graphs"] == 4, dict(counters["stats"])

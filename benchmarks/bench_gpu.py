@@ -1,0 +1,353 @@
+"""How fast is a training step of mcg-base, and what makes it slow? One script, three parts.
+
+CPU proxies (run everywhere; `--tiny` runs the first two at the smallest sizes, in seconds):
+- **operators**: the ATen operators one training step dispatches (zero_grad, forward with labels, backward, fused
+  AdamW step), counted with a `TorchDispatchMode` after one warm-up step, for the mcg-base layer structure (12 vision,
+  12 question, 2 fusion and 12 decoder layers, read from `hub_configs/mcg-base.json`) at small widths. On a GPU each
+  of these operators is at least one kernel launch, so the count predicts the host cost of a step. Also listed: the
+  most frequent operators.
+- **mid step**: wall time of one training step of the mid model (`bench_generate.mid_config`), median of
+  repetitions after a warm-up.
+- **compile**: time to the first compiled training step (forward + backward) of the mcg-base structure with regional
+  compilation (`MCGPreTrainedModel.compile_regions`: each repeated layer class compiled once, reused by every layer)
+  and with `torch.compile` of the whole model; backend "aot_eager" on CPU (graph capture and autograd tracing, no
+  code generation: the part that grows with depth), "inductor" on CUDA, or `--compile_backend`.
+
+GPU part (CUDA only; not run on CPU): mcg-base at 224 px, bf16 autocast with fp32 weights, fused AdamW:
+training step at batch 8/16/32 and 8/16 frames, eager vs compiled regions, with and without gradient checkpointing
+(median of 5 steps after 2 warm-ups, peak memory, MFU from `FlopCounterMode` FLOPs against `--peak_tflops`);
+generation (greedy and beam 3, dynamic vs static cache, 32 questions, 10 new tokens); data loading (decode 16
+frames of 640x360 H.264 clips written here with PyAV, 8 DataLoader workers, clips/s). Each part stops starting new
+measurements once its own time limit is spent, and the results file is rewritten after every measurement.
+
+    python benchmarks/bench_gpu.py --tiny         # CPU, seconds (the test suite runs this)
+    OMP_NUM_THREADS=1 python benchmarks/bench_gpu.py   # CPU proxies at the default sizes (~2 min)
+    python benchmarks/bench_gpu.py --device cuda  # CPU proxies + GPU part (≤ 6 min on an H100/H200)
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from bench_generate import environment, mid_config
+from report import REPO, command_line
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from modeling_mcg import MCGConfig, MCGForVideoQuestionAnswering
+
+PAD, SEP, ENC, DEC = 0, 102, 30523, 30522
+
+
+class OperatorCounter(TorchDispatchMode):
+    """Counts every ATen operator call that reaches the kernels (after autograd and autocast); `compute` leaves out
+    the views (view, transpose, t, expand, detach, split...), which change metadata only and launch no kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+        self.compute = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[str(func.overloadpacket)] += 1
+        if not func.is_view:
+            self.compute[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def structure_config(width: int, image_size: int, frames: int, vocab_size: int = 1031, depth=None) -> MCGConfig:
+    """mcg-base's layer structure (depths, fusion, vision design) with `width` channels and small inputs; `depth`
+    overrides the layers per stack."""
+    base = json.loads((REPO / "hub_configs" / "mcg-base.json").read_text())
+    if depth is not None:
+        for key in ("vision_config", "question_config", "decoder"):
+            base[key]["num_hidden_layers"] = depth
+    sizes = dict(hidden_size=width, num_attention_heads=max(1, width // 32), intermediate_size=4 * width)
+    base["vision_config"].update(sizes, image_size=image_size, num_frames=frames, drop_path_rate=0.0)
+    for key in ("question_config", "decoder"):
+        base[key].update(sizes, vocab_size=vocab_size, max_position_embeddings=64)
+    base["projection_dim"] = min(base["projection_dim"], width)
+    base.update(bos_token_id=vocab_size - 2, decoder_start_token_id=vocab_size - 2, enc_token_id=vocab_size - 1)
+    base.pop("model_type")
+    return MCGConfig(**base)
+
+
+def training_inputs(config: MCGConfig, batch: int, frames: int, device, question_len=16, answer_len=6) -> dict:
+    g = torch.Generator().manual_seed(0)
+    vc, vocab = config.vision_config, config.decoder.vocab_size
+    input_ids = torch.randint(200, vocab - 2, (batch, question_len), generator=g)
+    input_ids[:, 0] = config.enc_token_id
+    labels = torch.randint(200, vocab - 2, (batch, answer_len), generator=g)
+    labels[:, -1] = config.eos_token_id
+    inputs = dict(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        pixel_values_videos=torch.randn(batch, frames, 3, vc.image_size, vc.image_size, generator=g),
+        video_frame_mask=torch.ones(batch, frames, dtype=torch.long),
+        labels=labels,
+    )
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+def make_step(model, inputs: dict, autocast_dtype=None, forward=None):
+    """A `Trainer`-like step: zero_grad, forward with labels, backward, fused AdamW."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    device_type = next(model.parameters()).device.type
+    forward = forward or model
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        context = torch.autocast(device_type, autocast_dtype) if autocast_dtype else nullcontext()
+        with context:
+            loss = forward(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def count_operators(config: MCGConfig, batch: int, frames: int, device="cpu") -> dict:
+    torch.manual_seed(0)
+    model = MCGForVideoQuestionAnswering(config).to(device).train()
+    step = make_step(model, training_inputs(config, batch, frames, device))
+    step()  # warm-up: the optimizer states are created on the first step
+    with OperatorCounter() as counter:
+        step()
+    return {
+        "total": sum(counter.counts.values()),
+        "compute": sum(counter.compute.values()),
+        "top": dict(counter.counts.most_common(12)),
+        "top_compute": dict(counter.compute.most_common(12)),
+    }
+
+
+def time_steps(step, reps: int, device) -> list[float]:
+    step()
+    times = []
+    for _ in range(reps):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def first_compiled_step_seconds(config, batch, frames, mode: str, backend: str, device="cpu") -> float:
+    """Seconds from a fresh compiler state to the end of the first compiled forward + backward."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = MCGForVideoQuestionAnswering(config).to(device).train()
+    inputs = training_inputs(config, batch, frames, device)
+    start = time.perf_counter()
+    if mode == "regions":
+        model.compile_regions(backend=backend)
+        forward = model
+    else:
+        forward = torch.compile(model, backend=backend)
+    forward(**inputs).loss.backward()
+    sync(device)
+    seconds = time.perf_counter() - start
+    torch._dynamo.reset()
+    return seconds
+
+
+class Results:
+    """The results dictionary, rewritten to disk after every measurement."""
+
+    def __init__(self, path: Path | None, data: dict):
+        self.path, self.data = path, data
+
+    def add(self, section: str, key: str, value) -> None:
+        self.data.setdefault(section, {})[key] = value
+        print(f"[{section}] {key}: {value}", flush=True)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.data, indent=1, default=float) + "\n")
+
+
+def over(deadline: float) -> bool:
+    return time.perf_counter() > deadline
+
+
+def gpu_training(results: Results, limit_s: float, peak_tflops: float) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    deadline = time.perf_counter() + limit_s
+    config = MCGConfig.from_json_file(str(REPO / "hub_configs" / "mcg-base.json"))
+    for frames in (16, 8):
+        for checkpointing in (False, True):
+            for compiled in (False, True):
+                for batch in (8, 16, 32):
+                    if over(deadline):
+                        results.add("gpu_training", "stopped", f"time limit {limit_s:.0f} s")
+                        return
+                    key = f"frames={frames} batch={batch} ckpt={checkpointing} compiled={compiled}"
+                    torch._dynamo.reset()
+                    model = MCGForVideoQuestionAnswering(config).cuda().train()
+                    if checkpointing:
+                        model.gradient_checkpointing_enable()
+                    inputs = training_inputs(config, batch, frames, "cuda")
+                    with FlopCounterMode(display=False) as flops:
+                        with torch.autocast("cuda", torch.bfloat16):
+                            model(**inputs).loss.backward()
+                    model.zero_grad(set_to_none=True)
+                    if compiled:
+                        start = time.perf_counter()
+                        model.compile_regions()
+                    step = make_step(model, inputs, torch.bfloat16)
+                    try:
+                        step()
+                        first = time.perf_counter() - start if compiled else None
+                        torch.cuda.reset_peak_memory_stats()
+                        seconds = statistics.median(time_steps(step, 5, "cuda")[1:])
+                    except torch.OutOfMemoryError:
+                        results.add("gpu_training", key, "out of memory")
+                        continue
+                    finally:
+                        del model
+                    results.add(
+                        "gpu_training",
+                        key,
+                        {
+                            "step_s": seconds,
+                            "clips_per_s": batch / seconds,
+                            "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                            "mfu": flops.get_total_flops() / seconds / (peak_tflops * 1e12),
+                            "first_compiled_step_s": first,
+                        },
+                    )
+                    torch.cuda.empty_cache()
+
+
+def gpu_generation(results: Results, limit_s: float) -> None:
+    deadline = time.perf_counter() + limit_s
+    config = MCGConfig.from_json_file(str(REPO / "hub_configs" / "mcg-base.json"))
+    model = MCGForVideoQuestionAnswering(config).cuda().eval()
+    inputs = training_inputs(config, 32, 16, "cuda")
+    inputs.pop("labels")
+    reference = {}
+    for beams in (1, 3):
+        for cache in ("dynamic", "static"):
+            if over(deadline):
+                results.add("gpu_generation", "stopped", f"time limit {limit_s:.0f} s")
+                return
+            kwargs = dict(num_beams=beams, max_new_tokens=10, min_new_tokens=10)
+            if cache == "static":
+                kwargs["cache_implementation"] = "static"
+            with torch.no_grad(), torch.autocast("cuda", torch.bfloat16):
+                times = time_steps(lambda: model.generate(**inputs, **kwargs), 3, "cuda")
+                answers = model.generate(**inputs, **kwargs)
+            same = reference.setdefault(beams, answers).equal(answers)
+            results.add(
+                "gpu_generation",
+                f"beams={beams} cache={cache}",
+                {"generate_s": statistics.median(times), "same_answers_as_dynamic": same},
+            )
+
+
+def gpu_data_loading(results: Results, limit_s: float, workers: int = 8) -> None:
+    import av
+    import numpy as np
+
+    from modeling_mcg.frame_sampling import sample_uniform
+    from modeling_mcg.video_io import decode_video
+
+    deadline = time.perf_counter() + limit_s
+    folder = Path(tempfile.mkdtemp(prefix="bench_gpu_clips_"))
+    paths = []
+    for i in range(8):
+        path = folder / f"clip{i}.mp4"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("h264", rate=30)
+            stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+            for j in range(300):  # 10 s
+                image = np.full((360, 640, 3), (i * 29 + j) % 256, dtype=np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode())
+        paths.append(str(path))
+
+    class Clips(torch.utils.data.Dataset):
+        def __len__(self):
+            return 256
+
+        def __getitem__(self, index):
+            frames, _, _ = decode_video(paths[index % len(paths)], lambda info: sample_uniform(16, info.num_frames))
+            return torch.from_numpy(frames)
+
+    loader = torch.utils.data.DataLoader(Clips(), batch_size=8, num_workers=workers)
+    start, clips = time.perf_counter(), 0
+    for batch in loader:
+        clips += batch.shape[0]
+        if over(deadline):
+            break
+    results.add("gpu_data_loading", f"workers={workers}", {"clips_per_s": clips / (time.perf_counter() - start)})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="smallest sizes, CPU proxies only (seconds)")
+    parser.add_argument("--device", default="cpu", help="cuda adds the GPU part")
+    parser.add_argument("--width", type=int, default=None, help="channels of the mcg-base structure")
+    parser.add_argument("--reps", type=int, default=None, help="timed mid-model steps")
+    parser.add_argument("--skip_compile", action="store_true")
+    parser.add_argument("--compile_backend", default=None)
+    parser.add_argument("--peak_tflops", type=float, default=790.0, help="bf16 matmul rate for MFU (H200: 790)")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+
+    width = args.width or (32 if args.tiny else 64)
+    image, frames, batch = (16, 2, 1) if args.tiny else (32, 4, 2)
+    reps = args.reps or (2 if args.tiny else 9)
+    name = "gpu_tiny" if args.tiny else "gpu"
+    path = Path(args.output) if args.output else REPO / "benchmarks" / "results" / f"{name}.json"
+    results = Results(path, {"command": command_line("bench_gpu.py", False, argv), "env": environment(torch.device(args.device))})
+
+    structure = structure_config(width, image, frames)
+    counted = count_operators(structure, batch, frames)
+    results.add("operators", f"mcg-base structure, width {width}, batch {batch}, {frames} frames", counted)
+    print(f"OPERATORS PER TRAINING STEP: {counted['total']} dispatched, {counted['compute']} not views")
+
+    mid = (
+        structure_config(width, image, frames)
+        if args.tiny
+        else mid_config(image_size=64, num_frames=8, hidden_dropout_prob=0.0)
+    )
+    torch.manual_seed(0)
+    model = MCGForVideoQuestionAnswering(mid).train()
+    times = time_steps(make_step(model, training_inputs(mid, batch, 4 if args.tiny else 8, "cpu")), reps, "cpu")
+    results.add("mid_step", "cpu", {"reps": reps, "median_ms": 1000 * statistics.median(times), "ms": [1000 * t for t in times]})
+    print(f"MID STEP MEDIAN MS: {1000 * statistics.median(times):.1f}")
+    del model
+
+    if not (args.skip_compile or args.tiny):  # compiler start-up alone takes longer than the --tiny budget
+        backend = args.compile_backend or "aot_eager"
+        seconds = {
+            mode: first_compiled_step_seconds(structure, batch, frames, mode, backend) for mode in ("regions", "whole")
+        }
+        seconds["ratio"] = seconds["regions"] / seconds["whole"]
+        results.add("compile", f"backend {backend}, first step s", seconds)
+        print(f"COMPILE regions {seconds['regions']:.1f} s, whole {seconds['whole']:.1f} s")
+
+    if torch.device(args.device).type == "cuda" and not args.tiny:
+        gpu_training(results, limit_s=180, peak_tflops=args.peak_tflops)
+        gpu_generation(results, limit_s=60)
+        gpu_data_loading(results, limit_s=45)
+    return results.data
+
+
+if __name__ == "__main__":
+    main()
