@@ -249,7 +249,7 @@ def gpu_generation(results: Results, limit_s: float) -> None:
             if cache == "static":
                 kwargs["cache_implementation"] = "static"
             with torch.no_grad(), torch.autocast("cuda", torch.bfloat16):
-                times = time_steps(lambda: model.generate(**inputs, **kwargs), 3, "cuda")
+                times = time_steps(lambda kwargs=kwargs: model.generate(**inputs, **kwargs), 3, "cuda")
                 answers = model.generate(**inputs, **kwargs)
             same = reference.setdefault(beams, answers).equal(answers)
             results.add(
@@ -314,7 +314,9 @@ def main(argv: list[str] | None = None) -> dict:
     reps = args.reps or (2 if args.tiny else 9)
     name = "gpu_tiny" if args.tiny else "gpu"
     path = Path(args.output) if args.output else REPO / "benchmarks" / "results" / f"{name}.json"
-    results = Results(path, {"command": command_line("bench_gpu.py", False, argv), "env": environment(torch.device(args.device))})
+    results = Results(
+        path, {"command": command_line("bench_gpu.py", False, argv), "env": environment(torch.device(args.device))}
+    )
 
     structure = structure_config(width, image, frames)
     counted = count_operators(structure, batch, frames)
@@ -329,7 +331,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = MCGForVideoQuestionAnswering(mid).train()
     times = time_steps(make_step(model, training_inputs(mid, batch, 4 if args.tiny else 8, "cpu")), reps, "cpu")
-    results.add("mid_step", "cpu", {"reps": reps, "median_ms": 1000 * statistics.median(times), "ms": [1000 * t for t in times]})
+    results.add(
+        "mid_step",
+        "cpu",
+        {"reps": reps, "median_ms": 1000 * statistics.median(times), "ms": [1000 * t for t in times]},
+    )
     print(f"MID STEP MEDIAN MS: {1000 * statistics.median(times):.1f}")
     del model
 
