@@ -104,7 +104,9 @@ def test_regionally_compiled_training_step_matches_eager_with_one_graph_per_laye
     counters.clear()
     depth = 3
     config = tiny_config(
-        vision={"num_hidden_layers": depth}, question={"num_hidden_layers": depth}, decoder={"num_hidden_layers": depth}
+        vision={"num_hidden_layers": depth},
+        question={"num_hidden_layers": depth},
+        decoder={"num_hidden_layers": depth},
     )
     inputs = tiny_inputs(config, pad_frames=True)
     (expected_loss, expected_grads), (loss, grads) = _regional_training_step(config, inputs)
