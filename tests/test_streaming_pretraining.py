@@ -6,7 +6,6 @@ import importlib.util
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 from video_factory import write_video
 
@@ -63,6 +63,39 @@ def trained_samples(out: Path, rank: int) -> list[dict]:
         except json.JSONDecodeError:  # the line being written when the process was killed
             pass
     return entries
+
+
+def kill_process_tree(job: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every process under it, and wait until all are gone, as a preempted machine would.
+
+    Killing the launcher's process group is not enough: torch's elastic agent starts each training process in a
+    session of its own, and a training process that outlives the launcher goes on appending to the files the test
+    reads. The tree is frozen (SIGSTOP) until no new process appears, so nothing forks between listing and killing.
+    """
+    root = psutil.Process(job.pid)
+    frozen: dict[int, psutil.Process] = {}
+    while True:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        new = [p for p in tree if p.pid not in frozen]
+        if not new:
+            break
+        for process in new:
+            frozen[process.pid] = process
+            try:
+                process.suspend()
+            except psutil.NoSuchProcess:
+                pass
+    for process in frozen.values():
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    job.wait(timeout=30)
+    _, alive = psutil.wait_procs(list(frozen.values()), timeout=30)
+    assert not alive, f"processes still running after SIGKILL: {alive}"
 
 
 def complete_checkpoints(out: Path) -> list[Path]:
@@ -116,8 +149,7 @@ def test_two_processes_stream_shards_killed_mid_epoch_resume_and_train_on_every_
         assert job.poll() is None, job.stdout.read().decode()[-4000:]
         assert time.monotonic() < deadline, "the training processes made no progress"
         time.sleep(0.05)
-    os.killpg(job.pid, signal.SIGKILL)  # the launcher, both training processes and their workers: preempted
-    job.wait(timeout=30)
+    kill_process_tree(job)  # the launcher, both training processes and their DataLoader workers: preempted
     checkpoint = complete_checkpoints(out)[-1]
     resumed_at = int(checkpoint.name.split("-")[1])
     assert 0 < resumed_at < steps_per_epoch  # mid-epoch
