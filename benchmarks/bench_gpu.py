@@ -13,16 +13,18 @@ CPU proxies (run everywhere; `--tiny` runs the first two at the smallest sizes, 
   and with `torch.compile` of the whole model; backend "aot_eager" on CPU (graph capture and autograd tracing, no
   code generation: the part that grows with depth), "inductor" on CUDA, or `--compile_backend`.
 
-GPU part (CUDA only; not run on CPU): mcg-base at 224 px, bf16 autocast with fp32 weights, fused AdamW:
-training step at batch 8/16/32 and 8/16 frames, eager vs compiled regions, with and without gradient checkpointing
-(median of 5 steps after 2 warm-ups, peak memory, MFU from `FlopCounterMode` FLOPs against `--peak_tflops`);
-generation (greedy and beam 3, dynamic vs static cache, 32 questions, 10 new tokens); data loading (decode 16
-frames of 640x360 H.264 clips written here with PyAV, 8 DataLoader workers, clips/s). Each part stops starting new
-measurements once its own time limit is spent, and the results file is rewritten after every measurement.
+Device part (with `--device cuda`): mcg-base at 224 px, bf16 autocast with fp32 weights, fused AdamW:
+training steps (eager at batch 8/16/32 and 16 frames first, then compiled regions, 8 frames, checkpointing;
+median of 5 steps after a warm-up, peak memory, MFU from `FlopCounterMode` FLOPs against `--peak_tflops`, time of
+the first step, compilation included); generation at batch 32 (greedy and beam 3; dynamic cache, static cache
+eager, static cache compiled with CUDA graphs; ms per new token from 10 against 1 new tokens); data loading
+(16 frames of 640x360 H.264 clips written here with PyAV, 8 DataLoader workers, clips/s). Each part stops starting
+new measurements once its own time limit is spent, and the results file is rewritten after every measurement.
+`--tiny --device_part` runs the same code on the CPU at the smallest sizes (the test suite does, to keep it working).
 
     python benchmarks/bench_gpu.py --tiny         # CPU, seconds (the test suite runs this)
     OMP_NUM_THREADS=1 python benchmarks/bench_gpu.py   # CPU proxies at the default sizes (~2 min)
-    python benchmarks/bench_gpu.py --device cuda  # CPU proxies + GPU part (≤ 6 min on an H100/H200)
+    python benchmarks/bench_gpu.py --device cuda --skip_compile  # + device part (~6 min on an H200)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import statistics
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -183,90 +186,188 @@ def over(deadline: float) -> bool:
     return time.perf_counter() > deadline
 
 
-def gpu_training(results: Results, limit_s: float, peak_tflops: float) -> None:
+@dataclass
+class DeviceSetup:
+    """What the device part measures: mcg-base on a GPU, or the tiny structure on the CPU (`--tiny --device_part`,
+    which checks the code path in seconds; its numbers mean nothing)."""
+
+    device: str
+    config: MCGConfig
+    training_cells: list  # (frames, batch, checkpointing, compiled), in the order they are measured
+    compile_backend: str
+    peak_tflops: float
+    reps: int = 5
+    dtype: torch.dtype = torch.bfloat16
+    training_s: float = 240.0
+    generation_batch: int = 32
+    generation_frames: int = 16
+    generation_s: float = 100.0
+    loading_s: float = 45.0
+    clip_frames: int = 300
+    workers: int = 8
+
+    def compile_config(self, cls):
+        config = cls(backend=self.compile_backend)
+        if torch.device(self.device).type != "cuda":
+            config._compile_all_devices = True  # transformers compiles generation on accelerators only by default
+            config.mode = None  # "reduce-overhead" means CUDA graphs
+        return config
+
+    @classmethod
+    def for_device(cls, device: str, tiny: bool, compile_backend: str | None, peak_tflops: float) -> DeviceSetup:
+        if tiny:
+            return cls(
+                device=device,
+                config=structure_config(32, 16, 2, depth=2),
+                training_cells=[(2, 1, False, False), (2, 2, False, False), (2, 2, False, True), (2, 2, True, False)],
+                compile_backend=compile_backend or "aot_eager",
+                peak_tflops=peak_tflops,
+                reps=2,
+                generation_batch=2,
+                generation_frames=2,
+                clip_frames=30,
+                workers=1,
+            )
+        return cls(
+            device=device,
+            config=MCGConfig.from_json_file(str(REPO / "hub_configs" / "mcg-base.json")),
+            training_cells=[
+                (16, 8, False, False),
+                (16, 16, False, False),
+                (16, 32, False, False),
+                (16, 16, False, True),
+                (8, 16, False, False),
+                (16, 32, True, False),
+                (16, 8, False, True),
+                (16, 32, False, True),
+            ],  # fmt: skip
+            compile_backend=compile_backend or "inductor",
+            peak_tflops=peak_tflops,
+        )
+
+
+def peak_gib(device) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.device(device).type == "cuda" else None
+
+
+def reset_peak(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def device_training(results: Results, setup: DeviceSetup) -> None:
+    """Training steps in priority order: the targets first (eager 16 frames at batch 8/16/32, then compiled regions
+    at batch 16), so that a short time limit still measures what matters."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    deadline = time.perf_counter() + limit_s
-    config = MCGConfig.from_json_file(str(REPO / "hub_configs" / "mcg-base.json"))
-    for frames in (16, 8):
-        for checkpointing in (False, True):
-            for compiled in (False, True):
-                for batch in (8, 16, 32):
-                    if over(deadline):
-                        results.add("gpu_training", "stopped", f"time limit {limit_s:.0f} s")
-                        return
-                    key = f"frames={frames} batch={batch} ckpt={checkpointing} compiled={compiled}"
-                    torch._dynamo.reset()
-                    model = MCGForVideoQuestionAnswering(config).cuda().train()
-                    if checkpointing:
-                        model.gradient_checkpointing_enable()
-                    inputs = training_inputs(config, batch, frames, "cuda")
-                    with FlopCounterMode(display=False) as flops:
-                        with torch.autocast("cuda", torch.bfloat16):
-                            model(**inputs).loss.backward()
-                    model.zero_grad(set_to_none=True)
-                    if compiled:
-                        start = time.perf_counter()
-                        model.compile_regions()
-                    step = make_step(model, inputs, torch.bfloat16)
-                    try:
-                        step()
-                        first = time.perf_counter() - start if compiled else None
-                        torch.cuda.reset_peak_memory_stats()
-                        seconds = statistics.median(time_steps(step, 5, "cuda")[1:])
-                    except torch.OutOfMemoryError:
-                        results.add("gpu_training", key, "out of memory")
-                        continue
-                    finally:
-                        del model
-                    results.add(
-                        "gpu_training",
-                        key,
-                        {
-                            "step_s": seconds,
-                            "clips_per_s": batch / seconds,
-                            "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
-                            "mfu": flops.get_total_flops() / seconds / (peak_tflops * 1e12),
-                            "first_compiled_step_s": first,
-                        },
-                    )
-                    torch.cuda.empty_cache()
+    deadline = time.perf_counter() + setup.training_s
+    flops_per_clip: dict[int, float] = {}
+    for frames, batch, checkpointing, compiled in setup.training_cells:
+        if over(deadline):
+            results.add("device_training", "stopped", f"time limit {setup.training_s:.0f} s")
+            return
+        key = f"frames={frames} batch={batch} ckpt={checkpointing} compiled={compiled}"
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        with torch.device(setup.device):  # initialised in place: 387 M parameters are slow to create on the host
+            model = MCGForVideoQuestionAnswering(setup.config).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        inputs = training_inputs(setup.config, batch, frames, setup.device)
+        if frames not in flops_per_clip:  # FLOPs grow linearly with the batch: count once per frame count
+            with FlopCounterMode(display=False) as flops:
+                with torch.autocast(torch.device(setup.device).type, setup.dtype):
+                    model(**inputs).loss.backward()
+            flops_per_clip[frames] = flops.get_total_flops() / batch
+            model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        if compiled:
+            model.compile_regions(backend=setup.compile_backend)
+        step = make_step(model, inputs, setup.dtype)
+        try:
+            step()
+            sync(setup.device)
+            first = time.perf_counter() - start
+            reset_peak(setup.device)
+            times = time_steps(step, setup.reps, setup.device)[1:]
+        except torch.OutOfMemoryError:
+            results.add("device_training", key, "out of memory")
+            continue
+        finally:
+            del model
+        seconds = statistics.median(times)
+        results.add(
+            "device_training",
+            key,
+            {
+                "step_s": seconds,
+                "clips_per_s": batch / seconds,
+                "peak_gib": peak_gib(setup.device),
+                "tflop_per_clip": flops_per_clip[frames] / 1e12,
+                "mfu": flops_per_clip[frames] * batch / seconds / (setup.peak_tflops * 1e12),
+                "first_step_s": first,
+            },
+        )
+        if torch.device(setup.device).type == "cuda":
+            torch.cuda.empty_cache()
 
 
-def gpu_generation(results: Results, limit_s: float) -> None:
-    deadline = time.perf_counter() + limit_s
-    config = MCGConfig.from_json_file(str(REPO / "hub_configs" / "mcg-base.json"))
-    model = MCGForVideoQuestionAnswering(config).cuda().eval()
-    inputs = training_inputs(config, 32, 16, "cuda")
+def device_generation(results: Results, setup: DeviceSetup) -> None:
+    """`generate()` at batch 32: dynamic cache, static cache eager, static cache compiled (transformers compiles the
+    decoding step by itself for a static cache on a GPU; CUDA graphs). The time per new token is the difference
+    between 10 and 1 new tokens, over 9."""
+    from transformers import CompileConfig
+
+    deadline = time.perf_counter() + setup.generation_s
+    torch.manual_seed(0)
+    with torch.device(setup.device):
+        model = MCGForVideoQuestionAnswering(setup.config).eval()
+    inputs = training_inputs(setup.config, setup.generation_batch, setup.generation_frames, setup.device)
     inputs.pop("labels")
     reference = {}
+    variants = {
+        "dynamic": {},
+        "static eager": {"cache_implementation": "static", "disable_compile": True},
+        "static compiled": {"cache_implementation": "static", "compile_config": setup.compile_config(CompileConfig)},
+    }
     for beams in (1, 3):
-        for cache in ("dynamic", "static"):
+        for name, extra in variants.items():
             if over(deadline):
-                results.add("gpu_generation", "stopped", f"time limit {limit_s:.0f} s")
+                results.add("device_generation", "stopped", f"time limit {setup.generation_s:.0f} s")
                 return
-            kwargs = dict(num_beams=beams, max_new_tokens=10, min_new_tokens=10)
-            if cache == "static":
-                kwargs["cache_implementation"] = "static"
-            with torch.no_grad(), torch.autocast("cuda", torch.bfloat16):
-                times = time_steps(lambda kwargs=kwargs: model.generate(**inputs, **kwargs), 3, "cuda")
-                answers = model.generate(**inputs, **kwargs)
+            torch._dynamo.reset()
+            seconds = {}
+            try:
+                with torch.no_grad(), torch.autocast(torch.device(setup.device).type, setup.dtype):
+                    for new_tokens in (10, 1):
+                        kwargs = dict(num_beams=beams, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **extra)
+                        call = lambda kwargs=kwargs: model.generate(**inputs, **kwargs)  # noqa: E731
+                        call()  # compiled variants capture their graphs on the first calls
+                        seconds[new_tokens] = statistics.median(time_steps(call, setup.reps, setup.device))
+                    answers = model.generate(**inputs, num_beams=beams, max_new_tokens=10, min_new_tokens=10, **extra)
+            except Exception as error:  # a variant that fails must not stop the others
+                results.add("device_generation", f"beams={beams} {name}", f"{type(error).__name__}: {error}"[:2000])
+                continue
             same = reference.setdefault(beams, answers).equal(answers)
             results.add(
-                "gpu_generation",
-                f"beams={beams} cache={cache}",
-                {"generate_s": statistics.median(times), "same_answers_as_dynamic": same},
+                "device_generation",
+                f"beams={beams} {name}",
+                {
+                    "generate_s": seconds[10],
+                    "ms_per_new_token": 1000 * (seconds[10] - seconds[1]) / 9,
+                    "same_answers_as_dynamic": same,
+                },
             )
 
 
-def gpu_data_loading(results: Results, limit_s: float, workers: int = 8) -> None:
+def device_data_loading(results: Results, setup: DeviceSetup) -> None:
     import av
     import numpy as np
 
     from modeling_mcg.frame_sampling import sample_uniform
     from modeling_mcg.video_io import decode_video
 
-    deadline = time.perf_counter() + limit_s
+    deadline = time.perf_counter() + setup.loading_s
     folder = Path(tempfile.mkdtemp(prefix="bench_gpu_clips_"))
     paths = []
     for i in range(8):
@@ -274,7 +375,7 @@ def gpu_data_loading(results: Results, limit_s: float, workers: int = 8) -> None
         with av.open(str(path), "w") as container:
             stream = container.add_stream("h264", rate=30)
             stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-            for j in range(300):  # 10 s
+            for j in range(setup.clip_frames):
                 image = np.full((360, 640, 3), (i * 29 + j) % 256, dtype=np.uint8)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             container.mux(stream.encode())
@@ -288,13 +389,15 @@ def gpu_data_loading(results: Results, limit_s: float, workers: int = 8) -> None
             frames, _, _ = decode_video(paths[index % len(paths)], lambda info: sample_uniform(16, info.num_frames))
             return torch.from_numpy(frames)
 
-    loader = torch.utils.data.DataLoader(Clips(), batch_size=8, num_workers=workers)
+    loader = torch.utils.data.DataLoader(Clips(), batch_size=8, num_workers=setup.workers)
     start, clips = time.perf_counter(), 0
     for batch in loader:
         clips += batch.shape[0]
         if over(deadline):
             break
-    results.add("gpu_data_loading", f"workers={workers}", {"clips_per_s": clips / (time.perf_counter() - start)})
+    results.add(
+        "device_data_loading", f"workers={setup.workers}", {"clips_per_s": clips / (time.perf_counter() - start)}
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -307,6 +410,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile_backend", default=None)
     parser.add_argument("--peak_tflops", type=float, default=790.0, help="bf16 matmul rate for MFU (H200: 790)")
     parser.add_argument("--output", default=None)
+    parser.add_argument(
+        "--device_part", action="store_true", help="run the device part on --device even without CUDA (with --tiny)"
+    )
     args = parser.parse_args(argv)
 
     width = args.width or (32 if args.tiny else 64)
@@ -348,10 +454,13 @@ def main(argv: list[str] | None = None) -> dict:
         results.add("compile", f"backend {backend}, first step s", seconds)
         print(f"COMPILE regions {seconds['regions']:.1f} s, whole {seconds['whole']:.1f} s")
 
-    if torch.device(args.device).type == "cuda" and not args.tiny:
-        gpu_training(results, limit_s=180, peak_tflops=args.peak_tflops)
-        gpu_generation(results, limit_s=60)
-        gpu_data_loading(results, limit_s=45)
+    if torch.device(args.device).type == "cuda" or args.device_part:
+        setup = DeviceSetup.for_device(args.device, args.tiny, args.compile_backend, args.peak_tflops)
+        for part in (device_training, device_generation, device_data_loading):
+            try:
+                part(results, setup)
+            except Exception as error:  # one broken part must not lose the others' measurements
+                results.add(part.__name__, "error", f"{type(error).__name__}: {error}"[:2000])
     return results.data
 
 

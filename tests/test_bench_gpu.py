@@ -32,4 +32,35 @@ def test_bench_gpu_tiny_runs_on_cpu_and_counts_fewer_operators_than_the_baseline
     assert operators["total"] < TINY_BASELINE["total"] and operators["compute"] < TINY_BASELINE["compute"], operators
     assert "aten.mm" in operators["top_compute"] and "aten.view" not in operators["top_compute"]
     assert results["mid_step"]["cpu"]["median_ms"] > 0
-    assert "gpu_training" not in results  # CUDA only
+    assert "device_training" not in results  # CUDA, or --device_part
+
+
+def test_bench_gpu_device_part_measures_training_generation_and_loading_on_the_cpu_at_tiny_sizes(tmp_path):
+    output = tmp_path / "gpu_tiny_device.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "bench_gpu.py", "--tiny", "--device_part", "--output", str(output)],
+        cwd=BENCHMARKS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(output.read_text())
+    training = results["device_training"]
+    assert "error" not in training and "stopped" not in training, training
+    assert set(training) == {
+        "frames=2 batch=1 ckpt=False compiled=False",
+        "frames=2 batch=2 ckpt=False compiled=False",
+        "frames=2 batch=2 ckpt=False compiled=True",
+        "frames=2 batch=2 ckpt=True compiled=False",
+    }
+    for cell in training.values():
+        assert cell["step_s"] > 0 and cell["tflop_per_clip"] > 0 and 0 < cell["mfu"] < 1
+    generation = results["device_generation"]
+    assert len(generation) == 6, generation
+    for name, cell in generation.items():
+        assert isinstance(cell, dict), (name, cell)  # a string is the error a variant raised
+        assert cell["same_answers_as_dynamic"], name
+    assert results["device_data_loading"]["workers=1"]["clips_per_s"] > 0
