@@ -16,19 +16,33 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _gather_across_processes(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All-gather `x` (b, ...) into (world * b, ...) with gradients flowing back to every shard's owner.
+def _gather_across_processes(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    """All-gather each of `tensors` (b, ...) along dim 0, with gradients flowing back to every shard's owner.
 
-    Returns the gathered tensor and the offset of this process's rows in it. A no-op outside `torch.distributed`.
-    The autograd-aware all_gather sums, on each process, the gradients that every process's loss sends to its local
-    rows; with DDP's gradient averaging this gives exactly the gradient of the mean of the per-process losses.
+    Returns the gathered tensors and the offset of this process's rows in them; a no-op outside `torch.distributed`.
+    Processes may hold different batch sizes (the last batch of an epoch whose samples do not split evenly): the
+    sizes are exchanged first (one small collective and one host sync per call), rows are padded to the largest
+    for the collective and the padding dropped after it. The autograd-aware all_gather sums, on each process, the
+    gradients that every process's loss sends to its local rows; with DDP's gradient averaging this gives exactly
+    the gradient of the mean of the per-process losses.
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x, 0
+        return list(tensors), 0
     from torch.distributed.nn.functional import all_gather
 
-    gathered = all_gather(x.contiguous())
-    return torch.cat(gathered, dim=0), dist.get_rank() * x.shape[0]
+    local = tensors[0].shape[0]
+    sizes = [torch.zeros(1, dtype=torch.long, device=tensors[0].device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([local], device=tensors[0].device))
+    sizes = [int(size) for size in sizes]
+    largest = max(sizes)
+    gathered = []
+    for x in tensors:
+        if x.shape[0] != local:
+            raise ValueError(f"tensors gathered together need one batch size, got {x.shape[0]} and {local}")
+        padded = F.pad(x, (0, 0) * (x.ndim - 1) + (0, largest - local)) if local < largest else x
+        parts = all_gather(padded.contiguous())
+        gathered.append(torch.cat([part[:size] for part, size in zip(parts, sizes)], dim=0))
+    return gathered, sum(sizes[: dist.get_rank()])
 
 
 def instance_contrastive_loss(
@@ -37,7 +51,7 @@ def instance_contrastive_loss(
     """ICL: symmetric InfoNCE between L2-normalised video and text [CLS] embeddings (b, e).
 
     Negatives are every other pair of the *global* batch: when `torch.distributed` is initialised both sides are
-    all-gathered (every process must pass the same local batch size). Each process scores its own rows against all
+    all-gathered (local batch sizes may differ between processes). Each process scores its own rows against all
     columns: L = ½ [CE(v·tᵀ/τ, diag) + CE(t·vᵀ/τ, diag)], averaged over the local rows.
     """
     if video_embeds.shape != text_embeds.shape or video_embeds.ndim != 2:
@@ -45,8 +59,7 @@ def instance_contrastive_loss(
             f"ICL expects video and text embeddings of the same shape (b, e), got {tuple(video_embeds.shape)} and "
             f"{tuple(text_embeds.shape)}."
         )
-    all_video, offset = _gather_across_processes(video_embeds)
-    all_text, _ = _gather_across_processes(text_embeds)
+    (all_video, all_text), offset = _gather_across_processes(video_embeds, text_embeds)
     targets = torch.arange(video_embeds.shape[0], device=video_embeds.device) + offset
     logits_v2t = video_embeds @ all_text.t() / temperature  # (b, world * b)
     logits_t2v = text_embeds @ all_video.t() / temperature  # (b, world * b)

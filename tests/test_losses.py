@@ -164,12 +164,12 @@ def test_hard_negatives_are_never_the_positive():
         sample_hard_negatives(torch.randn(1, 1))
 
 
-def _icl_worker(rank, world, init_file, v, t, out_dir):
+def _icl_worker(rank, world, init_file, v, t, sizes, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        b = v.shape[0] // world
-        v_local = v[rank * b : (rank + 1) * b].clone().requires_grad_(True)
-        t_local = t[rank * b : (rank + 1) * b].clone().requires_grad_(True)
+        start = sum(sizes[:rank])
+        v_local = v[start : start + sizes[rank]].clone().requires_grad_(True)
+        t_local = t[start : start + sizes[rank]].clone().requires_grad_(True)
         loss = instance_contrastive_loss(v_local, t_local, 0.07)
         loss.backward()
         torch.save(
@@ -180,20 +180,30 @@ def _icl_worker(rank, world, init_file, v, t, out_dir):
         dist.destroy_process_group()
 
 
-def test_icl_across_two_processes_equals_single_process_on_the_global_batch():
+@pytest.mark.parametrize("sizes", [(3, 3), (4, 2)], ids=["equal-batches", "short-last-batch"])
+def test_icl_across_two_processes_equals_single_process_on_the_global_batch(sizes):
+    """Each process's loss is its own rows' InfoNCE against the global batch; the gradients it gets for its rows are
+    those of the sum of every process's loss, also when the local batch sizes differ."""
     world = 2
     v, t = _unit(6, 8, seed=9).detach().float(), _unit(6, 8, seed=10).detach().float()
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_icl_worker, args=(world, os.path.join(out_dir, "init"), v, t, out_dir), nprocs=world, join=True)
+        mp.spawn(
+            _icl_worker, args=(world, os.path.join(out_dir, "init"), v, t, sizes, out_dir), nprocs=world, join=True
+        )
         results = [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(world)]
     v_all, t_all = v.clone().requires_grad_(True), t.clone().requires_grad_(True)
-    global_loss = instance_contrastive_loss(v_all, t_all, 0.07)
-    global_loss.backward()
-    mean_loss = sum(r["loss"] for r in results) / world
-    torch.testing.assert_close(mean_loss, global_loss.detach())
-    # each process holds the gradient of the *sum* of per-process losses w.r.t. its rows; DDP averages by `world`
-    torch.testing.assert_close(torch.cat([r["v_grad"] for r in results]) / world, v_all.grad)
-    torch.testing.assert_close(torch.cat([r["t_grad"] for r in results]) / world, t_all.grad)
+    targets = torch.arange(6)
+    rows = (
+        F.cross_entropy(v_all @ t_all.t() / 0.07, targets, reduction="none")
+        + F.cross_entropy(t_all @ v_all.t() / 0.07, targets, reduction="none")
+    ) / 2
+    per_process = torch.stack([part.mean() for part in rows.split(list(sizes))])
+    per_process.sum().backward()
+    torch.testing.assert_close(torch.stack([r["loss"] for r in results]), per_process.detach())
+    torch.testing.assert_close(torch.cat([r["v_grad"] for r in results]), v_all.grad)
+    torch.testing.assert_close(torch.cat([r["t_grad"] for r in results]), t_all.grad)
+    if sizes[0] == sizes[1]:  # and then the mean of the process losses is the single-process loss
+        torch.testing.assert_close(per_process.mean(), instance_contrastive_loss(v, t, 0.07))
     assert not math.isclose(results[0]["loss"].item(), results[1]["loss"].item())
 
 

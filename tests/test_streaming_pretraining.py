@@ -21,7 +21,7 @@ from modeling_mcg.data.shards import ShardedVideoDataset, convert_caption_file
 from modeling_mcg.data.synthetic import COLORS, SHAPES, load_synthetic_videoqa
 
 REPO = Path(__file__).resolve().parent.parent
-NUM_CLIPS = 64  # 8 steps per epoch: 2 processes x 1 DataLoader worker x batches of 4
+NUM_CLIPS = 200  # 13 shards of at most 16, split by samples; 25 steps per epoch: 2 processes x batches of 4
 BATCH = 4
 SAVE_STEPS = 3
 COLOR_NAMES, SHAPE_NAMES = sorted(COLORS), sorted(SHAPES)
