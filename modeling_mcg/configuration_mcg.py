@@ -12,6 +12,7 @@ from transformers import PreTrainedConfig
 
 VISION_ATTENTION_TYPES = ("divided_space_time",)
 TEMPORAL_POOLING_TYPES = ("mean", "none")
+MOTION_INPUTS = ("none", "frame_difference")
 TEMPORAL_INTERPOLATION_MODES = ("nearest", "linear")
 FUSION_TYPES = ("cross", "concat")
 
@@ -65,6 +66,11 @@ class MCGVisionConfig(PreTrainedConfig):
             (the official init) leaves an image-pretrained encoder unchanged at the first step, the right choice for
             warm starts; a model trained from scratch only learns frame order reliably from a clearly non-zero start
             (the tiny preset uses 2.0: with 0.0 or 1.0 a tiny model stayed at chance on left/right motion).
+        motion_input (`str`, defaults to `"none"`): `"frame_difference"` adds to each patch token the embedding of
+            how that patch changed since the previous sampled frame (its own patch projection, `motion_embedding`).
+            A moving edge then shows as a signed pattern inside one token, where frame content alone has to be
+            compared across patches and frames by attention. `"none"` is the paper's (and TimeSformer's) encoder,
+            which official and TimeSformer checkpoints load into unchanged.
         layer_norm_eps (`float`, defaults to 1e-6), qkv_bias (`bool`, defaults to `True`).
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, rising linearly from 0 over the blocks.
@@ -94,6 +100,7 @@ class MCGVisionConfig(PreTrainedConfig):
     temporal_pooling: str = "mean"
     temporal_embedding_interpolation: str = "nearest"
     temporal_embedding_init_std: float = 0.0
+    motion_input: str = "none"
     layer_norm_eps: float = 1e-6
     qkv_bias: bool = True
     hidden_dropout_prob: float = 0.0
@@ -128,6 +135,7 @@ class MCGVisionConfig(PreTrainedConfig):
             self.temporal_embedding_interpolation,
             TEMPORAL_INTERPOLATION_MODES,
         )
+        _check_choice(name, "motion_input", self.motion_input, MOTION_INPUTS)
         _check_probability(
             name,
             hidden_dropout_prob=self.hidden_dropout_prob,

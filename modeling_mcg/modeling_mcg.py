@@ -381,7 +381,8 @@ def _masked_frame_mean(x: torch.Tensor, frame_weights) -> torch.Tensor:
 
 
 class MCGVisionEmbeddings(nn.Module):
-    """Patch embedding + [CLS] + learned spatial position embedding + learned temporal embedding (zeros at init).
+    """Patch embedding + [CLS] + learned spatial position embedding + learned temporal embedding (zeros at init),
+    and with `motion_input="frame_difference"` the embedding of each patch's change since the previous frame.
 
     Both position embeddings are resized on the fly, so any frame count and any multiple-of-patch resolution works.
     """
@@ -396,6 +397,12 @@ class MCGVisionEmbeddings(nn.Module):
         self.class_embedding = nn.Parameter(torch.zeros(d))
         self.position_embedding = nn.Parameter(torch.zeros(1, 1 + vision_config.num_patches, d))
         self.temporal_embedding = nn.Parameter(torch.zeros(1, vision_config.num_frames, d))
+        self.motion_embedding = None
+        if vision_config.motion_input == "frame_difference":
+            self.motion_embedding = nn.Conv2d(
+                vision_config.num_channels, d, kernel_size=vision_config.patch_size, stride=vision_config.patch_size,
+                bias=False,
+            )  # fmt: skip
         self.dropout = nn.Dropout(vision_config.hidden_dropout_prob)
 
     def _spatial_position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -423,8 +430,13 @@ class MCGVisionEmbeddings(nn.Module):
     def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
         """(b, t, c, H, W) → video tokens (b, 1 + t n, d): [CLS, frame 0 patches, frame 1 patches, ...]."""
         b, t = pixel_values_videos.shape[:2]
-        frames = pixel_values_videos.flatten(0, 1).to(self.patch_embedding.weight.dtype)  # (b t, c, H, W)
-        patches = self.patch_embedding(frames)  # (b t, d, gh, gw)
+        video = pixel_values_videos.to(self.patch_embedding.weight.dtype)
+        patches = self.patch_embedding(video.flatten(0, 1))  # (b t, d, gh, gw)
+        if self.motion_embedding is not None:
+            # frame t - frame t-1 (zero for the first): where an object moves, its leading edge turns positive and
+            # its trailing edge negative inside the same patch, so one token carries the direction
+            change = torch.cat([torch.zeros_like(video[:, :1]), video[:, 1:] - video[:, :-1]], dim=1)
+            patches = patches + self.motion_embedding(change.flatten(0, 1))  # (b t, d, gh, gw)
         grid_h, grid_w = patches.shape[-2:]
         # (b t, n, d), made contiguous once here: otherwise the conv's channels-first strides would be inherited by
         # every later elementwise result

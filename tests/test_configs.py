@@ -68,6 +68,7 @@ def test_base_preset_has_the_paper_sizes():
         (dict(fusion_type="sum"), "fusion_type"),
         (dict(vision={"temporal_pooling": "max"}), "temporal_pooling"),
         (dict(vision={"attention_type": "joint"}), "attention_type"),
+        (dict(vision={"motion_input": "optical_flow"}), "motion_input"),
         (dict(vision={"hidden_size": 30}), "divisible by num_attention_heads"),
         (dict(vision={"image_size": 30}), "multiple of patch_size"),
         (dict(question={"vocab_size": 50}), "vocab_size"),

@@ -66,14 +66,43 @@ def test_output_shapes(pooling, pad_frames, fusion):
     torch.testing.assert_close(out.loss, out.loss_icl + out.loss_tcl + out.loss_mlm + out.loss_vtm)
 
 
-def test_padded_frames_do_not_change_the_answer():
+@pytest.mark.parametrize("motion_input", ["none", "frame_difference"])
+def test_padded_frames_do_not_change_the_answer(motion_input):
     """Whatever a padded frame contains, it must not reach the outputs of the real frames."""
-    config = tiny_config(vision={"temporal_pooling": "mean"})
+    config = tiny_config(vision={"temporal_pooling": "mean", "motion_input": motion_input})
     model = _qa(config)
     inputs = tiny_inputs(config, pad_frames=True)
     reference = model(**inputs).logits
     inputs["pixel_values_videos"][-1, -2:] = torch.randn_like(inputs["pixel_values_videos"][-1, -2:]) * 10
     torch.testing.assert_close(model(**inputs).logits, reference)
+
+
+def test_frame_difference_input_is_silent_on_a_still_video_and_tells_a_motion_from_its_reverse():
+    """With `motion_input="frame_difference"` the encoder adds the embedding of each patch's change since the last
+    frame: nothing for a still video (the outputs are those of the same weights without it), and a motion and the
+    same motion played backwards differ. Without it, and with the zero temporal embedding of the official init,
+    the mean over frames cannot tell the two apart: that is what the option is for."""
+    motion = MCGModel(tiny_config(vision={"motion_input": "frame_difference"})).eval()
+    plain = MCGModel(tiny_config()).eval()
+    missing, unexpected = plain.load_state_dict(motion.state_dict(), strict=False)
+    assert unexpected == ["vision_model.embeddings.motion_embedding.weight"] and not missing
+    assert motion.vision_model.embeddings.motion_embedding.weight.abs().sum() > 0
+
+    g = torch.Generator().manual_seed(3)
+    still = torch.randn(2, 1, 3, 24, 24, generator=g).expand(2, 5, 3, 24, 24).contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            motion.get_video_features(still).last_hidden_state, plain.get_video_features(still).last_hidden_state
+        )
+        moving = torch.zeros(2, 5, 3, 24, 24)
+        for t in range(5):  # a bright square sliding right by 4 px per frame
+            moving[:, t, :, 8:14, 2 + 4 * t : 8 + 4 * t] = 3.0
+        backwards = moving.flip(1)
+        torch.testing.assert_close(
+            plain.get_video_features(moving).last_hidden_state, plain.get_video_features(backwards).last_hidden_state
+        )
+        forward_tokens = motion.get_video_features(moving).last_hidden_state
+        assert (forward_tokens - motion.get_video_features(backwards).last_hidden_state).abs().max() > 1e-3
 
 
 def test_frame_count_is_free_at_run_time():
