@@ -2,11 +2,11 @@
 training splits the data between the processes, and the evaluation answers every question once, in dataset order."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from example_scripts import free_port, offline_env
 
 from modeling_mcg.data.synthetic import load_synthetic_videoqa
 
@@ -14,26 +14,12 @@ REPO = Path(__file__).resolve().parent.parent
 NUM_VIDEOS = {"train": 4, "validation": 2, "test": 3}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_split_training_and_gather_every_question_in_order(tmp_path):
     cache = tmp_path / "cache"
     test = load_synthetic_videoqa("test", cache_dir=cache, num_videos=NUM_VIDEOS)
     assert len(test) > 11
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_EVALUATE_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HOME": str(tmp_path / "hf_home"),
-    }
+    env = offline_env(tmp_path)
     command = [
         str(Path(sys.executable).with_name("accelerate")), "launch",
         "--config_file", str(REPO / "examples" / "accelerate_cpu_2proc.yaml"),

@@ -3,7 +3,6 @@ pretraining) is the one shareable layout: it loads in a process without the pack
 package imported, through `pipeline()` without `trust_remote_code`; its model card carries metadata and honest
 text. Tiny runs (2 optimizer steps) on a few synthetic videos."""
 
-import importlib.util
 import json
 import shutil
 import textwrap
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from example_scripts import load_example
 from isolated import run_without_package
 from transformers import AutoModelForSeq2SeqLM, AutoProcessor, pipeline
 
@@ -22,15 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 NUM_VIDEOS = {"train": 6, "validation": 3, "test": 3}
 
 
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_videoqa = _load_script("run_videoqa")
-run_pretraining = _load_script("run_pretraining")
+run_videoqa = load_example("run_videoqa")
+run_pretraining = load_example("run_pretraining")
 
 
 def base_args(cache, out, *extra):

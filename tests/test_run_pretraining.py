@@ -2,7 +2,6 @@
 VideoQA model and to `run_videoqa.py`, and the caption readers. Runs are 1-2 optimizer steps: wiring, not accuracy."""
 
 import csv
-import importlib.util
 import json
 import math
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from example_scripts import load_example
 
 from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor, VideoDecodeError
 from modeling_mcg.data.captions import CAPTION_FEATURES, load_caption_dataset, synthetic_captions
@@ -23,15 +23,8 @@ NUM_VIDEOS = {"train": 6, "test": 3}
 NUM_VIDEOS_ARG = "train=6,test=3"
 
 
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_pretraining = _load_script("run_pretraining")
-run_videoqa = _load_script("run_videoqa")
+run_pretraining = load_example("run_pretraining")
+run_videoqa = load_example("run_videoqa")
 
 
 def base_args(cache, out, *extra):

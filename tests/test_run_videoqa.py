@@ -1,7 +1,6 @@
 """End to end runs of `examples/run_videoqa.py` on a few synthetic videos: what it writes, LoRA, resume, corrupt
 videos and `accelerate launch`. Every run is 1-3 optimizer steps, so these check wiring, not accuracy."""
 
-import importlib.util
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from example_scripts import load_example, offline_env
 from safetensors.torch import load_file
 from video_factory import write_video
 
@@ -33,14 +33,7 @@ SCRIPT = REPO / "examples" / "run_videoqa.py"
 NUM_VIDEOS = "train=6,test=3"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("run_videoqa", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_videoqa = _load_script()
+run_videoqa = load_example("run_videoqa")
 
 
 def parse_script_args(args):
@@ -329,15 +322,7 @@ def test_corrupt_videos_are_skipped_and_counted(synthetic_dir, tmp_path, caplog)
 def test_accelerate_launch_single_process(synthetic_dir, tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     out = tmp_path / "accel"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_EVALUATE_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HOME": str(tmp_path / "hf_home"),
-    }
+    env = offline_env(tmp_path)
     proc = subprocess.run(
         [
             str(accelerate),

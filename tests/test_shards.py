@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -17,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from example_scripts import free_port
 from transformers import TrainerState, TrainingArguments
 from video_factory import write_video
 
@@ -451,12 +451,6 @@ def launch(script, shards, out, epochs, port):
         )
         for r in (0, 1)
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_two_process_job_killed_mid_epoch_resumes_and_sees_every_sample_once_per_epoch(tmp_path):

@@ -2,11 +2,8 @@
 made by the package's converter, are killed mid-epoch with SIGKILL, resume from the checkpoint, and train on every
 sample exactly once per epoch; the ICL loss contrasts the global batch; the folder then fine-tunes for VideoQA."""
 
-import importlib.util
 import json
 import math
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from example_scripts import free_port, load_example, offline_env
 from video_factory import write_video
 
 from modeling_mcg.data.shards import ShardedVideoDataset, convert_caption_file
@@ -25,19 +23,6 @@ NUM_CLIPS = 200  # 13 shards of at most 16, split by samples; 25 steps per epoch
 BATCH = 4
 SAVE_STEPS = 3
 COLOR_NAMES, SHAPE_NAMES = sorted(COLORS), sorted(SHAPES)
-
-
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_clips(folder: Path, count: int) -> Path:
@@ -117,14 +102,7 @@ def test_two_processes_stream_shards_killed_mid_epoch_resume_and_train_on_every_
     assert len(every_key) == NUM_CLIPS
 
     out = tmp_path / "pretrain"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HOME": str(tmp_path / "hf_home"),
-    }
+    env = offline_env(tmp_path)
 
     def launch(*extra):
         command = [
@@ -178,7 +156,7 @@ def test_two_processes_stream_shards_killed_mid_epoch_resume_and_train_on_every_
     # the folder fine-tunes for VideoQA
     cache = tmp_path / "synthetic"
     load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 4, "test": 2})
-    run_videoqa = _load_script("run_videoqa")
+    run_videoqa = load_example("run_videoqa")
     result = run_videoqa.main([
         "--model_name_or_path", str(out), "--synthetic_cache_dir", str(cache),
         "--synthetic_num_videos", "train=4,test=2", "--output_dir", str(tmp_path / "qa"), "--max_steps", "1",
@@ -191,7 +169,7 @@ def test_two_processes_stream_shards_killed_mid_epoch_resume_and_train_on_every_
 
 
 def test_streaming_from_missing_shards_or_with_a_caption_file_too_fails_clearly(tmp_path):
-    script = _load_script("run_pretraining")
+    script = load_example("run_pretraining")
     with pytest.raises(FileNotFoundError, match="no shard folder or shard files match"):
         script.main(["--train_shards", str(tmp_path / "missing" / "*.tar"), "--output_dir", str(tmp_path / "o")])
     with pytest.raises(ValueError, match="Pass --train_file or --train_shards, not both"):

@@ -3,7 +3,6 @@ up during a checkpoint save, a crash that leaves a half-written checkpoint, unde
 resume, and videos missing from a dataset folder. Tiny runs (a few optimizer steps) on synthetic videos."""
 
 import errno
-import importlib.util
 import json
 import logging
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from example_scripts import load_example
 from video_factory import write_video
 
 from modeling_mcg.data.synthetic import load_synthetic_videoqa
@@ -29,14 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 NUM_VIDEOS = {"train": 6, "test": 3}
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("run_videoqa", REPO / "examples" / "run_videoqa.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_videoqa = _load_script()
+run_videoqa = load_example("run_videoqa")
 
 
 @pytest.fixture(scope="module")
