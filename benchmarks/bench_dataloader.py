@@ -57,6 +57,7 @@ from modeling_mcg import MCGForVideoQuestionAnswering, MCGProcessor  # noqa: E40
 from modeling_mcg.data.synthetic import load_synthetic_videoqa  # noqa: E402
 from modeling_mcg.processing_mcg import build_wordpiece_tokenizer  # noqa: E402
 from modeling_mcg.training import (  # noqa: E402
+    SYNTHETIC_TRAINING_DEFAULTS,
     MCGTrainingArguments,
     VideoGroupedSampler,
     VideoQACollator,
@@ -67,17 +68,17 @@ from modeling_mcg.training import (  # noqa: E402
     vocabulary_words,
 )
 
-# The settings of the plain `python examples/run_videoqa.py` run that the loader depends on (its TRAINING_DEFAULTS
-# and argument defaults).
+# The settings of the plain `python examples/run_videoqa.py` run that the loader depends on (the scripts' shared
+# training defaults, and run_videoqa's data-argument defaults).
 DEFAULT_RUN = dict(
     preset="mcg-tiny",
     train_sampling="rand",
     group_by_video=True,
     cache_clips=False,
-    batch_size=32,
-    workers=1,
-    learning_rate=7e-4,
-    weight_decay=0.01,
+    batch_size=SYNTHETIC_TRAINING_DEFAULTS["per_device_train_batch_size"],
+    workers=SYNTHETIC_TRAINING_DEFAULTS["dataloader_num_workers"],
+    learning_rate=SYNTHETIC_TRAINING_DEFAULTS["learning_rate"],
+    weight_decay=SYNTHETIC_TRAINING_DEFAULTS["weight_decay"],
 )
 
 WORKERS = (0, 1, 2)

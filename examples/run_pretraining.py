@@ -49,6 +49,7 @@ from modeling_mcg.data.shards import ShardedVideoDataset
 from modeling_mcg.data.synthetic import load_synthetic_videoqa, num_videos_for_samples, parse_num_videos
 from modeling_mcg.training import (
     PRETRAINING_LOSS_PARTS,
+    SYNTHETIC_TRAINING_DEFAULTS,
     CaptionCollator,
     MCGTrainingArguments,
     PretrainingTrainer,
@@ -73,27 +74,13 @@ LOSS_WEIGHTS = ("icl_loss_weight", "tcl_loss_weight", "mlm_loss_weight", "vtm_lo
 
 # Defaults of the plain `python examples/run_pretraining.py` run (tiny preset, synthetic captions, 2-core CPU); every
 # one can be overridden on the command line.
-TRAINING_DEFAULTS = dict(
-    output_dir="outputs/pretrain",
-    do_train=True,
-    do_eval=False,
-    num_train_epochs=20,
-    learning_rate=7e-4,
-    weight_decay=0.01,
-    warmup_steps=0.05,
-    lr_scheduler_type="cosine",
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=32,
-    logging_steps=20,
-    save_strategy="epoch",
-    save_total_limit=1,
-    eval_strategy="no",
-    prediction_loss_only=True,  # evaluation reports the losses; no logits are gathered
-    report_to="none",
-    remove_unused_columns=False,
-    dataloader_num_workers=1,
-    seed=42,
-)
+TRAINING_DEFAULTS = {
+    **SYNTHETIC_TRAINING_DEFAULTS,
+    "output_dir": "outputs/pretrain",
+    "do_eval": False,
+    "per_device_eval_batch_size": 32,
+    "prediction_loss_only": True,  # evaluation reports the losses; no logits are gathered
+}
 
 
 @dataclass

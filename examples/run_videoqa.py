@@ -35,6 +35,7 @@ from modeling_mcg import (
 from modeling_mcg.data import DATASET_NAMES, load_videoqa_dataset
 from modeling_mcg.data.synthetic import load_synthetic_videoqa, num_videos_for_samples, parse_num_videos
 from modeling_mcg.training import (
+    SYNTHETIC_TRAINING_DEFAULTS,
     VIDEOQA_LOSS_PARTS,
     MCGTrainingArguments,
     VideoQACollator,
@@ -63,27 +64,13 @@ DEFAULT_LORA_TARGETS = r".*(fusor|decoder)\..*(self_attn|cross_attn)\.(q_proj|v_
 
 # Defaults of the plain `python examples/run_videoqa.py` run (tiny preset, synthetic set, 2-core CPU); every one can
 # be overridden on the command line.
-TRAINING_DEFAULTS = dict(
-    output_dir="outputs/demo",
-    do_train=True,
-    do_eval=True,
-    num_train_epochs=20,
-    learning_rate=7e-4,
-    weight_decay=0.01,
-    warmup_steps=0.05,
-    lr_scheduler_type="cosine",
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=64,
-    logging_steps=20,
-    save_strategy="epoch",
-    save_total_limit=1,
-    eval_strategy="no",
-    metric_for_best_model="accuracy",  # answer accuracy on the validation split, for --load_best_model_at_end
-    report_to="none",
-    remove_unused_columns=False,
-    dataloader_num_workers=1,
-    seed=42,
-)
+TRAINING_DEFAULTS = {
+    **SYNTHETIC_TRAINING_DEFAULTS,
+    "output_dir": "outputs/demo",
+    "do_eval": True,
+    "per_device_eval_batch_size": 64,
+    "metric_for_best_model": "accuracy",  # answer accuracy on the validation split, for --load_best_model_at_end
+}
 
 
 @dataclass

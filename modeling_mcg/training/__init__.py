@@ -7,6 +7,7 @@ Nothing here is imported by the model files, so it never travels as remote code.
 """
 
 from .arguments import (
+    SYNTHETIC_TRAINING_DEFAULTS,
     MCGTrainingArguments,
     check_output_dir_writable,
     check_room_for_checkpoint,
@@ -39,6 +40,7 @@ from .trainer import (
 )
 
 __all__ = [
+    "SYNTHETIC_TRAINING_DEFAULTS",
     "CaptionCollator",
     "MCGTrainer",
     "MCGTrainingArguments",
