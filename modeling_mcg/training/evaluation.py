@@ -105,36 +105,31 @@ def compute_metrics(
     accuracy), "both" both (`{prefix}_mc_accuracy` for the choices); `multilabel` adds the per-question scores of
     CLEVRER's option rows.
     """
+    if not records:
+        return {}
     metric = load_videoqa_metric()
     types = [r["answer_type"] for r in records]
     out: dict[str, float] = {}
-    if not records:
-        return out
-    if mode in ("open", "both"):
+
+    def score(predicted: str, reference: str, metric_mode: str, names: tuple[str, ...]) -> None:
         result = metric.compute(
-            predictions=[r["prediction"] for r in records],
-            references=[r["answer"] for r in records],
+            predictions=[r[predicted] for r in records],
+            references=[r[reference] for r in records],
             answer_types=types,
-            mode="open",
+            mode=metric_mode,
         )
-        out.update({f"{prefix}_{k}": v for k, v in result.items()})
+        for name in names:
+            out.update({f"{prefix}_{name}{k}": v for k, v in result.items()})
+
+    if mode in ("open", "both"):
+        score("prediction", "answer", "open", ("",))
         for r in records:
             r["correct"] = normalize_answer(r["prediction"]) == normalize_answer(r["answer"])
     if mode in ("mc", "both"):
-        result = metric.compute(
-            predictions=[r["choice_prediction"] for r in records],
-            references=[r["correct_choice"] for r in records],
-            answer_types=types,
-            mode="mc",
-        )
-        out.update({f"{prefix}_mc_{k}": v for k, v in result.items()})
-        if mode == "mc":  # the primary number of a multiple-choice set is its choice accuracy
-            out.update({f"{prefix}_{k}": v for k, v in result.items()})
-            for r in records:
-                r["correct"] = r["choice_prediction"] == r["correct_choice"]
-        else:
-            for r in records:
-                r["mc_correct"] = r["choice_prediction"] == r["correct_choice"]
+        # the primary number of a multiple-choice set is its choice accuracy
+        score("choice_prediction", "correct_choice", "mc", ("mc_", "") if mode == "mc" else ("mc_",))
+        for r in records:
+            r["correct" if mode == "mc" else "mc_correct"] = r["choice_prediction"] == r["correct_choice"]
     if multilabel:
         # option rows regrouped per question: `accuracy` counts a question only when every option is judged right
         predictions, references, multilabel_types = multilabel_records(records)
