@@ -118,3 +118,43 @@ def test_regionally_compiled_training_step_matches_eager_with_one_graph_per_laye
     # the layers of a kind share their compiled code: the vision block, and the text layer as question encoder,
     # fusor and answer generator (three code paths), not one graph per layer (3 + 3 + 1 + 3 layers here)
     assert counters["stats"]["unique_graphs"] == 4, dict(counters["stats"])
+
+
+def _train_two_steps(tmp_path, torch_compile: bool):
+    from transformers import TrainingArguments, default_data_collator
+
+    from modeling_mcg.training import MCGTrainer
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = MCGForVideoQuestionAnswering(config)
+    batch = tiny_inputs(config, batch=3)
+    samples = [{key: value[i] for key, value in batch.items()} for i in range(3)]
+    args = TrainingArguments(
+        output_dir=str(tmp_path / f"compile{torch_compile}"),
+        max_steps=2,
+        per_device_train_batch_size=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        torch_compile=torch_compile,
+        torch_compile_backend="aot_eager" if torch_compile else None,
+    )
+    trainer = MCGTrainer(model=model, args=args, train_dataset=samples, data_collator=default_data_collator)
+    trainer.train()
+    return trainer, [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+def test_trainer_torch_compile_compiles_each_layer_in_place_and_trains_as_eager_does(tmp_path):
+    """`TrainingArguments(torch_compile=True)` (`--torch_compile` in the example scripts) compiles the repeated layers
+    (`compile_regions`), not the whole model, and the compiled training steps lose what eager ones do."""
+    _, eager_losses = _train_two_steps(tmp_path, torch_compile=False)
+    trainer, losses = _train_two_steps(tmp_path, torch_compile=True)
+    assert len(losses) == len(eager_losses) == 2
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(eager_losses), atol=1e-4, rtol=1e-4)
+    layers = trainer.model.mcg.vision_model.layers
+    assert all(layer._compiled_call_impl is not None for layer in layers)
+    assert not isinstance(trainer.model_wrapped, torch._dynamo.eval_frame.OptimizedModule)
+    assert trainer.model.mcg._compiled_call_impl is None  # the model itself stays eager around its layers

@@ -16,6 +16,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.shards import ShardedVideoDataset, load_shard_state, shard_dataloader
+from ..modeling_mcg import MCGPreTrainedModel
 from .checkpoints import last_complete_checkpoint, removed_on_failure
 from .evaluation import compute_metrics, predict_answers
 from .sampler import VideoGroupedSampler
@@ -38,11 +39,18 @@ class MCGTrainer(Trainer):
     the same steps) gathers them, so ranks never disagree on the number of collective calls, even when one of them
     meets an all-corrupt batch. With `group_by_video` the training order keeps each video's questions together
     (`VideoGroupedSampler`). `eval_collator` replaces the training collator for evaluation (other frame sampling,
-    no augmentation).
+    no augmentation). `torch_compile=True` compiles the repeated layers in place (`compile_regions`, with
+    `torch_compile_backend` and `torch_compile_mode`) instead of the whole model: the compile time is that of a few
+    layers however deep the model is.
     """
 
     def __init__(self, *args, loss_parts=VIDEOQA_LOSS_PARTS, group_by_video=False, eval_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.torch_compile:
+            options = {"backend": self.args.torch_compile_backend}
+            if self.args.torch_compile_mode is not None:
+                options["mode"] = self.args.torch_compile_mode
+            self.mcg_model().compile_regions(**options)
         self.group_by_video = group_by_video
         self.eval_collator = eval_collator
         self.loss_parts = tuple(loss_parts)
@@ -51,6 +59,19 @@ class MCGTrainer(Trainer):
         self._local_skips = torch.zeros(len(SKIP_COUNTS), dtype=torch.float64)
         self.skipped_videos = 0  # all ranks, up to the last log or checkpoint
         self.skipped_questions = 0
+
+    def mcg_model(self) -> MCGPreTrainedModel:
+        """The MCG model inside `self.model` (which may be a PEFT wrapper)."""
+        for module in self.model.modules():
+            if isinstance(module, MCGPreTrainedModel):
+                return module
+        raise TypeError(f"{type(self).__name__} trains MCG models; got {type(self.model).__name__}")
+
+    def _build_accelerator_args(self, **kwargs):
+        accelerator_args = super()._build_accelerator_args(**kwargs)
+        if self.args.torch_compile:  # compiled regions instead: accelerate must not compile the whole model too
+            accelerator_args.pop("dynamo_plugin", None)
+        return accelerator_args
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
