@@ -70,7 +70,9 @@ class MCGVisionConfig(PreTrainedConfig):
             how that patch changed since the previous sampled frame (its own patch projection, `motion_embedding`).
             A moving edge then shows as a signed pattern inside one token, where frame content alone has to be
             compared across patches and frames by attention. `"none"` is the paper's (and TimeSformer's) encoder,
-            which official and TimeSformer checkpoints load into unchanged.
+            which official and TimeSformer checkpoints load into unchanged. The tiny preset uses
+            `"frame_difference"`: in `make demo` it lifted direction-of-motion accuracy from 0.32 (chance 0.25) to
+            0.94 (benchmarks/README.md).
         layer_norm_eps (`float`, defaults to 1e-6), qkv_bias (`bool`, defaults to `True`).
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, rising linearly from 0 over the blocks.
