@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from example_scripts import load_example
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
@@ -61,13 +62,6 @@ def option(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
-def load_script_defaults(name: str) -> dict:
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), REPO / "examples" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TRAINING_DEFAULTS
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The plan
 # ----------------------------------------------------------------------------------------------------------------
@@ -88,7 +82,9 @@ def test_the_dry_run_plans_every_required_row_with_three_seeds_and_runs_nothing(
     assert default[1] == str(REPO / "examples" / "run_videoqa.py")
     assert option(default, "--seed") == "1" and option(default, "--output_dir") == str(out / "default/seed1/videoqa")
     # full mode = the `make demo` defaults: the script's epochs, its default set (no video counts passed)
-    assert option(default, "--num_train_epochs") == str(load_script_defaults("run_videoqa.py")["num_train_epochs"])
+    assert option(default, "--num_train_epochs") == str(
+        load_example("run_videoqa").TRAINING_DEFAULTS["num_train_epochs"]
+    )
     assert "--synthetic_num_videos" not in default
     assert option(plan[("question-only", 0)]["videoqa"], "--blank_video") == "True"
     overrides = option(plan[("motion=frame_difference", 2)]["videoqa"], "--config_overrides")

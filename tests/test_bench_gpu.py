@@ -13,20 +13,24 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY_BASELINE = {"total": 11011, "compute": 3974}
 
 
-def test_bench_gpu_tiny_runs_on_cpu_and_counts_fewer_operators_than_the_baseline(tmp_path):
+def run_bench_gpu(tmp_path, *flags: str, timeout: int) -> tuple[str, dict]:
+    """`bench_gpu.py --tiny <flags>` on one CPU thread: its stdout and its results file."""
     output = tmp_path / "gpu_tiny.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "bench_gpu.py", "--tiny", "--output", str(output)],
+        [sys.executable, "bench_gpu.py", "--tiny", *flags, "--output", str(output)],
         cwd=BENCHMARKS,
-        env=env,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "OPERATORS PER TRAINING STEP" in run.stdout
-    results = json.loads(output.read_text())
+    return run.stdout, json.loads(output.read_text())
+
+
+def test_bench_gpu_tiny_runs_on_cpu_and_counts_fewer_operators_than_the_baseline(tmp_path):
+    stdout, results = run_bench_gpu(tmp_path, timeout=300)
+    assert "OPERATORS PER TRAINING STEP" in stdout
     (operators,) = results["operators"].values()
     assert 0 < operators["compute"] < operators["total"]
     assert operators["total"] < TINY_BASELINE["total"] and operators["compute"] < TINY_BASELINE["compute"], operators
@@ -36,18 +40,7 @@ def test_bench_gpu_tiny_runs_on_cpu_and_counts_fewer_operators_than_the_baseline
 
 
 def test_bench_gpu_device_part_measures_training_generation_and_loading_on_the_cpu_at_tiny_sizes(tmp_path):
-    output = tmp_path / "gpu_tiny_device.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, "bench_gpu.py", "--tiny", "--device_part", "--output", str(output)],
-        cwd=BENCHMARKS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(output.read_text())
+    _, results = run_bench_gpu(tmp_path, "--device_part", timeout=600)
     training = results["device_training"]
     assert "error" not in training and "stopped" not in training, training
     assert set(training) == {
