@@ -37,6 +37,7 @@ any of its pixels on screen, `full_start_frame`/`full_end_frame` the first/last 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +191,16 @@ def _cache_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@functools.cache
 def _shape_mask(shape: str, size: int) -> np.ndarray:
-    """(size, size) boolean mask of a filled shape: disc, square, upward triangle or plus-shaped cross."""
+    """(size, size) boolean mask of a filled shape: disc, square, upward triangle or plus-shaped cross; read-only, as
+    it is shared by every object of that shape and size."""
+    mask = _draw_shape_mask(shape, size)
+    mask.setflags(write=False)
+    return mask
+
+
+def _draw_shape_mask(shape: str, size: int) -> np.ndarray:
     coords = np.arange(size) + 0.5
     ys, xs = np.meshgrid(coords, coords, indexing="ij")
     half = size / 2
@@ -209,15 +219,24 @@ def _shape_mask(shape: str, size: int) -> np.ndarray:
 
 def object_top_left(obj: Mapping[str, Any], num_frames: int, frame_size: int) -> np.ndarray:
     """(num_frames, 2) int array of the object's top-left pixel (x, y) per frame, following the module's formula."""
+    along, across = _along_track(obj, num_frames, frame_size), _across_track(obj)
+    horizontal = obj["direction"] in ("left", "right")
+    return np.stack([along, np.full(num_frames, across)] if horizontal else [np.full(num_frames, across), along], 1)
+
+
+def _along_track(obj: Mapping[str, Any], num_frames: int, frame_size: int) -> np.ndarray:
+    """(num_frames,) int top-left coordinate along the direction of motion; it does not depend on the lane."""
     size, t0, t1 = obj["size"], obj["t0"], obj["t1"]
     t = np.arange(num_frames, dtype=np.float64)
     along = size / 2 + (frame_size - size) * (t - t0) / (t1 - t0)
     if obj["direction"] in ("left", "up"):
         along = frame_size - along
-    along = np.floor(along - size / 2 + 0.5).astype(np.int64)
-    across = np.full(num_frames, int(np.floor(obj["lane"] - size / 2 + 0.5)), dtype=np.int64)
-    horizontal = obj["direction"] in ("left", "right")
-    return np.stack([along, across] if horizontal else [across, along], axis=1)
+    return np.floor(along - size / 2 + 0.5).astype(np.int64)
+
+
+def _across_track(obj: Mapping[str, Any]) -> int:
+    """The constant top-left coordinate across the direction of motion, from the lane."""
+    return int(np.floor(obj["lane"] - obj["size"] / 2 + 0.5))
 
 
 def _on_screen_pixels(mask: np.ndarray, top_left: np.ndarray, frame_size: int) -> np.ndarray:
@@ -302,25 +321,38 @@ def _try_layout(
         ):
             return None
         objects.append(obj)
+    # only the lanes are redrawn: the motion along each object's direction, and so the frames where two objects are
+    # both on screen, are computed once
+    along = [_along_track(obj, num_frames, frame_size) for obj in objects]
+    sizes = [obj["size"] for obj in objects]
+    on_screen = [(track > -size) & (track < frame_size) for track, size in zip(along, sizes)]
+    both_on_screen = {
+        (i, j): on_screen[i] & on_screen[j] for i in range(len(objects)) for j in range(i + 1, len(objects))
+    }
     for _ in range(_LANE_TRIES):
         for obj in objects:
             obj["lane"] = round(float(rng.uniform(obj["size"] / 2 + 1, frame_size - obj["size"] / 2 - 1)), 2)
-        tracks = [object_top_left(obj, num_frames, frame_size) for obj in objects]
-        if not _any_overlap(tracks, [obj["size"] for obj in objects], frame_size):
+        tracks = []  # (x, y): one is the along array, the other the across constant
+        for obj, track in zip(objects, along):
+            across = _across_track(obj)
+            tracks.append((track, across) if obj["direction"] in ("left", "right") else (across, track))
+        if not _any_overlap(tracks, sizes, both_on_screen):
             return objects
     return None
 
 
-def _any_overlap(tracks: Sequence[np.ndarray], sizes: Sequence[int], frame_size: int) -> bool:
-    """Whether two objects' boxes, grown by a 2 px margin, meet in a frame where both are on screen."""
-    on_screen = [np.all((track > -size) & (track < frame_size), axis=1) for track, size in zip(tracks, sizes)]
-    for i in range(len(tracks)):
-        for j in range(i + 1, len(tracks)):
-            (a, size_a), (b, size_b) = (tracks[i], sizes[i]), (tracks[j], sizes[j])
-            apart_x = (a[:, 0] + size_a + 2 <= b[:, 0]) | (b[:, 0] + size_b + 2 <= a[:, 0])
-            apart_y = (a[:, 1] + size_a + 2 <= b[:, 1]) | (b[:, 1] + size_b + 2 <= a[:, 1])
-            if np.any(on_screen[i] & on_screen[j] & ~apart_x & ~apart_y):
-                return True
+def _any_overlap(tracks: Sequence[tuple], sizes: Sequence[int], both_on_screen: Mapping[tuple[int, int], np.ndarray]):
+    """Whether two objects' boxes, grown by a 2 px margin, meet in a frame where both are on screen.
+
+    tracks: per object its top-left (x, y) per frame, each an array over frames or a constant (the lane);
+    both_on_screen: per pair (i, j), i < j, the frames where both objects are on screen (the lanes always are).
+    """
+    for (i, j), both in both_on_screen.items():
+        (ax, ay), (bx, by), size_a, size_b = tracks[i], tracks[j], sizes[i], sizes[j]
+        apart_x = (ax + size_a + 2 <= bx) | (bx + size_b + 2 <= ax)
+        apart_y = (ay + size_a + 2 <= by) | (by + size_b + 2 <= ay)
+        if np.any(both & ~apart_x & ~apart_y):
+            return True
     return False
 
 
@@ -479,6 +511,19 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: int) -> None:
         container.mux(stream.encode())
 
 
+def _render_and_write(video: Mapping[str, Any], path: Path, fps: int) -> None:
+    _write_mp4(render_synthetic_video(video), path, fps)
+
+
+def _generation_threads() -> int:
+    """Encoding threads: one per core this process may use, at most 4 (the set is written once and cached)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
 def generate_synthetic_videoqa(
     cache_dir: str | os.PathLike | None = None,
     num_videos: Mapping[str, int] | None = None,
@@ -515,10 +560,18 @@ def generate_synthetic_videoqa(
         annotations: dict[str, Any] = {"config": config, "splits": {}}
         for split in SPLITS:
             videos, questions = _plan_split(split, config)
-            for video in videos:
-                _write_mp4(render_synthetic_video(video), staging / video["path"], config["fps"])
-                progress.update()
             annotations["splits"][split] = {"videos": videos, "questions": questions}
+        # Each file has its own single-threaded encoder, so the bytes do not depend on which thread wrote it; PyAV
+        # releases the GIL while encoding, so the cores share the work.
+        with ThreadPoolExecutor(max_workers=_generation_threads()) as pool:
+            writes = [
+                pool.submit(_render_and_write, video, staging / video["path"], config["fps"])
+                for split in SPLITS
+                for video in annotations["splits"][split]["videos"]
+            ]
+            for write in as_completed(writes):
+                write.result()
+                progress.update()
         with open(staging / ANNOTATIONS_FILE, "w", encoding="utf-8") as handle:
             json.dump(annotations, handle, sort_keys=True, separators=(",", ":"))
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a cache is for every user of the machine
