@@ -140,11 +140,16 @@ class MCGTrainer(Trainer):
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         resume_from_checkpoint = self.resolve_checkpoint(resume_from_checkpoint)
-        counts = Path(resume_from_checkpoint) / SKIP_COUNTS_NAME if resume_from_checkpoint else None
-        if counts is not None and counts.is_file():
+        if resume_from_checkpoint:
+            self.restore_checkpoint_state(Path(resume_from_checkpoint))
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def restore_checkpoint_state(self, checkpoint: Path) -> None:
+        """Restore what this trainer keeps in a checkpoint besides `Trainer`'s state: the skip counts."""
+        counts = checkpoint / SKIP_COUNTS_NAME
+        if counts.is_file():
             for name, value in json.loads(counts.read_text()).items():
                 setattr(self, name, int(value))
-        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _save_checkpoint(self, model, trial):
         # every rank saves, so the skips can be gathered (a collective call) into the totals the checkpoint keeps
@@ -278,11 +283,11 @@ class PretrainingTrainer(MCGTrainer):
             prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
         )
 
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        resume_from_checkpoint = self.resolve_checkpoint(resume_from_checkpoint)
-        if self.streaming and resume_from_checkpoint:
-            load_shard_state(self.train_dataset, resume_from_checkpoint)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+    def restore_checkpoint_state(self, checkpoint: Path) -> None:
+        """Also the read position of each shard stream (streaming only)."""
+        super().restore_checkpoint_state(checkpoint)
+        if self.streaming:
+            load_shard_state(self.train_dataset, checkpoint)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training and self.streaming:
