@@ -475,14 +475,20 @@ class MCGVideoProcessor(BaseVideoProcessor):
         return video[..., top : top + size.height, left : left + size.width]
 
     def rescale_and_normalize(self, video, do_rescale, rescale_factor, do_normalize, image_mean, image_std):
-        """(t, 3, h, w) float: optionally scale to [0, 1], then subtract the mean and divide by the std."""
-        if do_rescale:
-            video = video * rescale_factor
-        if do_normalize:
-            mean = torch.as_tensor(image_mean, dtype=video.dtype, device=video.device).view(1, -1, 1, 1)
-            std = torch.as_tensor(image_std, dtype=video.dtype, device=video.device).view(1, -1, 1, 1)
-            video = (video - mean) / std
-        return video
+        """(t, 3, h, w) → float: optionally scale to [0, 1], then subtract the mean and divide by the std.
+
+        Done as one multiply and one in-place add per element, x · (factor / std) − mean / std, on one new tensor:
+        three out-of-place passes over a 32-frame 224 px clip allocated 19 MB each and took 35 ms, as much as
+        decoding a tenth of the frames of a sparse read.
+        """
+        if not do_normalize:
+            return video * rescale_factor if do_rescale else video
+        dtype = video.dtype if video.is_floating_point() else torch.float32
+        factor = rescale_factor if do_rescale else 1.0
+        mean = torch.as_tensor(image_mean, dtype=torch.float64).view(1, -1, 1, 1)
+        std = torch.as_tensor(image_std, dtype=torch.float64).view(1, -1, 1, 1)
+        scale, shift = (factor / std).to(video.device, dtype), (-mean / std).to(video.device, dtype)
+        return video.mul(scale).add_(shift)  # mul allocates: the caller's tensor is never written
 
     def _frame_fitter(self, opts: dict, generator: torch.Generator):
         """The spatial step of one clip, `fit((t, 3, h, w)) -> (t, 3, H, W)`, or None when it changes nothing.
@@ -615,18 +621,18 @@ class MCGVideoProcessor(BaseVideoProcessor):
                 raise ValueError(f"Expected 3 colour channels, got {video.shape[1]}; set do_convert_rgb=True.")
             if fit is not None and not fitted:
                 video = fit(video if video.dtype == torch.uint8 else video.float())
-            video = video.float()
             if opts["do_augment"]:
-                video = self._augment_photometric(video, opts, generator)
+                video = self._augment_photometric(video.float(), opts, generator)
+            # made contiguous while still uint8 (a quarter of the bytes), so the float pass writes the final layout
             video = self.rescale_and_normalize(
-                video,
+                video.contiguous(),
                 opts["do_rescale"],
                 opts["rescale_factor"],
                 opts["do_normalize"],
                 opts["image_mean"],
                 opts["image_std"],
             )
-            videos_out.append(video.contiguous())
+            videos_out.append(video.float())
             masks.append(torch.as_tensor(mask, dtype=torch.long))
             metas.append(info)
 

@@ -431,3 +431,17 @@ def test_decoded_frames_reach_the_processor_at_output_size_as_uint8(clip_path, m
     out = small_processor(num_frames=6)(clip_path)["pixel_values_videos"]
     assert out.shape == (1, 6, 3, 12, 12)
     assert seen == [((6, 12, 12, 3), np.uint8)]
+
+
+def test_normalising_a_float_video_leaves_the_callers_tensor_untouched():
+    processor = small_processor(image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.3, 0.4])
+    video = torch.rand(4, 3, 9, 11) * 255
+    before = video.clone()
+    out = processor.rescale_and_normalize(video, True, 1 / 255, True, processor.image_mean, processor.image_std)
+    assert torch.equal(video, before)
+    expected = (before / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.3, 0.4]).view(
+        1, 3, 1, 1
+    )
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    uint8 = before.to(torch.uint8)
+    assert processor.rescale_and_normalize(uint8, True, 1 / 255, True, [0.5] * 3, [0.5] * 3).dtype == torch.float32
