@@ -6,6 +6,8 @@ and, for the pretraining rows, the arguments of a first `examples/run_pretrainin
 captions whose output folder is then fine-tuned (`--model_name_or_path`). Rows:
 - **question-only** (all frames blank) and **default** (no extra arguments: whatever the tiny preset does);
 - **motion input** of the video encoder (`vision_config.motion_input`), one row per variant;
+- **temporal embedding at zero** at initialisation (`vision_config.temporal_embedding_init_std=0`, the official
+  init; the tiny preset starts it at std 2.0);
 - **frames** 4 / 8 / 16 / 32 and **training sampling** uniform / rand (random frame per segment) / headtail;
 - **ICL / TCL as auxiliary losses** during fine-tuning (weight 0.1, as in examples/README.md);
 - **caption pretraining then fine-tuning** with MLM only / + ICL / + ICL + TCL / + ICL + TCL + VTM, at equal total
@@ -23,7 +25,7 @@ the two table files keep every run's numbers.
 
 Sizes:
 - full (the `make demo` defaults): 2400/100/100 synthetic videos, 16 epochs; about 9-24 minutes per run on a
-  2-core CPU (benchmarks/README.md), so the full table (18 rows x 3 seeds) is one to two days of CPU time.
+  2-core CPU (benchmarks/README.md), so the full table (19 rows x 3 seeds) is one to two days of CPU time.
 - `--quick`: 200 training and 50 test videos (1223 training and 299 test questions), 4 epochs (156 optimizer
   steps). Estimate, from single-seed quick runs timed by this script on the 2-core VM while another training job
   was using both cores (load average about 3): default 52 s, question-only 43 s, aux=icl+tcl 88 s (the
@@ -78,6 +80,7 @@ ROWS: dict[str, Variant] = {
     "default": Variant(),
     "motion=none": Variant(finetune="--config_overrides vision_config.motion_input=none"),
     "motion=frame_difference": Variant(finetune="--config_overrides vision_config.motion_input=frame_difference"),
+    "temporal_init=0": Variant(finetune="--config_overrides vision_config.temporal_embedding_init_std=0.0"),
     "frames=4": Variant(finetune="--num_frames 4"),
     "frames=8": Variant(finetune="--num_frames 8"),
     "frames=16": Variant(finetune="--num_frames 16"),

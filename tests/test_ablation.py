@@ -27,7 +27,8 @@ ENV = {
     "OMP_NUM_THREADS": "1",
 }
 REQUIRED_ROWS = [
-    "question-only", "default", "motion=none", "motion=frame_difference", "frames=4", "frames=8", "frames=16",
+    "question-only", "default", "motion=none", "motion=frame_difference", "temporal_init=0",
+    "frames=4", "frames=8", "frames=16",
     "frames=32", "sampling=uniform", "sampling=rand", "sampling=headtail", "aux=icl", "aux=tcl", "aux=icl+tcl",
     "pretrain=mlm", "pretrain=mlm+icl", "pretrain=mlm+icl+tcl", "pretrain=mlm+icl+tcl+vtm",
 ]  # fmt: skip
