@@ -65,7 +65,8 @@ class MCGVisionConfig(PreTrainedConfig):
         temporal_embedding_init_std (`float`, defaults to 0.0): std of the temporal embedding at initialisation. 0
             (the official init) leaves an image-pretrained encoder unchanged at the first step, the right choice for
             warm starts; a model trained from scratch only learns frame order reliably from a clearly non-zero start
-            (the tiny preset uses 2.0: with 0.0 or 1.0 a tiny model stayed at chance on left/right motion).
+            (the tiny preset uses 2.0: started at 0.0, a tiny model answers first/last-object questions about half as
+            well; `benchmarks/README.md`, medium ablation table, row `temporal_init=0`).
         motion_input (`str`, defaults to `"none"`): `"frame_difference"` adds to each patch token the embedding of
             how that patch changed since the previous sampled frame (its own patch projection, `motion_embedding`).
             A moving edge then shows as a signed pattern inside one token, where frame content alone has to be
