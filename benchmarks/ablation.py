@@ -25,17 +25,17 @@ the two table files keep every run's numbers.
 
 Sizes:
 - full (the `make demo` defaults): 2400/100/100 synthetic videos, 16 epochs; about 9-24 minutes per run on a
-  2-core CPU (benchmarks/README.md), so the full table (19 rows x 3 seeds) is one to two days of CPU time.
+  2-core CPU (benchmarks/README.md), so the full table (21 rows x 3 seeds) is one to two days of CPU time.
 - `--quick`: 200 training and 50 test videos (1223 training and 299 test questions), 4 epochs (156 optimizer
   steps). Estimate, from single-seed quick runs timed by this script on the 2-core VM while another training job
   was using both cores (load average about 3): default 52 s, question-only 43 s, aux=icl+tcl 88 s (the
   contrastive losses halve the step rate), pretrain=mlm+icl+tcl+vtm 63 s (26 s pretraining + 37 s fine-tuning),
   and at 6 epochs frames=4 56 s and frames=32 84 s against 86 s for the default (that one while a test run shared the
   cores; start-up, decoding and the test answers weigh as much as the frame count). Per seed, with the rows not
-  timed set between their timed neighbours: 8 plain 16-frame rows x 52 s + 43 s + three aux rows (aux=icl and
-  aux=tcl put at 65 and 80 s, aux=icl+tcl 88 s) + frames 4/8/32 (6-epoch times x 4/6: 40, 45, 60 s) + four pretraining rows x 63 s = about 1090 s, so
-  3 seeds take about 55 minutes, plus 11 s to generate the set once. An idle machine trains the default about
-  twice as fast (8 steps/s against 4.4 here), so that is an upper bound: the whole quick table took 17 min 25 s
+  timed set between their timed neighbours: 10 plain 16-frame rows x 52 s + 43 s + three aux rows (aux=icl and
+  aux=tcl put at 65 and 80 s, aux=icl+tcl 88 s) + frames 4/8/32 (6-epoch times x 4/6: 40, 45, 60 s) + four pretraining rows x 63 s = about 1190 s, so
+  3 seeds take about 60 minutes, plus 11 s to generate the set once. An idle machine trains the default about
+  twice as fast (8 steps/s against 4.4 here), so that is an upper bound: the whole quick table (then 18 rows) took 17 min 25 s
   on an idle 2-core VM (benchmarks/README.md). Quick runs are far from converged (the
   default reaches about 0.32 where the full run reaches 0.76, question-only 0.24): the quick table says whether
   every variant runs and gives a first, noisy ordering, not the answer.
@@ -81,6 +81,10 @@ ROWS: dict[str, Variant] = {
     "motion=none": Variant(finetune="--config_overrides vision_config.motion_input=none"),
     "motion=frame_difference": Variant(finetune="--config_overrides vision_config.motion_input=frame_difference"),
     "temporal_init=0": Variant(finetune="--config_overrides vision_config.temporal_embedding_init_std=0.0"),
+    "image=32,patch=8": Variant(finetune="--config_overrides vision_config.image_size=32,vision_config.patch_size=8"),
+    "image=48,patch=12": Variant(
+        finetune="--config_overrides vision_config.image_size=48,vision_config.patch_size=12"
+    ),
     "frames=4": Variant(finetune="--num_frames 4"),
     "frames=8": Variant(finetune="--num_frames 8"),
     "frames=16": Variant(finetune="--num_frames 16"),

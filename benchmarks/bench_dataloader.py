@@ -2,9 +2,9 @@
 the DataLoader (decode + preprocess + tokenise) against the training step.
 
 The loader is exactly the default run's: `VideoQACollator` + `MCGProcessor` from `modeling_mcg.training`, built
-with the defaults of `examples/run_videoqa.py` (mcg-tiny, 16 frames at 32 px, `rand` sampling, no clip cache, batch
-32, 1 worker; `DEFAULT_RUN` below), in the default run's training order: `VideoGroupedSampler` when `group_by_video`
-is on (its default on the synthetic set), else `Trainer`'s shuffle.
+with the defaults of `examples/run_videoqa.py` (mcg-tiny, 16 frames at its frame size, `rand` sampling, no clip
+cache, batch 32, 1 worker; `DEFAULT_RUN` below), in the default run's training order: `VideoGroupedSampler` when
+`group_by_video` is on (its default on the synthetic set), else `Trainer`'s shuffle.
 The collator decodes each distinct video of a batch once and the model encodes it once (`video_index`), so a batch
 of 32 questions costs as many decodes as it has distinct videos (about 5-6 on the synthetic set). Rates are given
 both ways: questions/s (training throughput, what the train step is compared on) and videos decoded/s (decoder

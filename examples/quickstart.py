@@ -45,12 +45,13 @@ def main(steps: int = 300, seed: int = 0):
                 questions.append(question)
                 answers.append(answer)
 
-    words = sorted({w for text in questions + answers for w in text.replace("?", " ?").split()})
-    processor = MCGProcessor.from_vocabulary(
-        words, MCGVideoProcessor(num_frames=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    )
     config = MCGConfig.from_json_file(os.path.join(os.path.dirname(__file__), "..", "hub_configs", "mcg-tiny.json"))
     config = MCGConfig(**{**config.to_dict(), "label_smoothing": 0.0})
+    side = config.vision_config.image_size  # frames are resized to the size the patch embedding was built for
+    words = sorted({w for text in questions + answers for w in text.replace("?", " ?").split()})
+    processor = MCGProcessor.from_vocabulary(
+        words, MCGVideoProcessor(num_frames=4, size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+    )
     config.question_config.vocab_size = config.decoder.vocab_size = len(processor.tokenizer)
     model = MCGForVideoQuestionAnswering(config)
 

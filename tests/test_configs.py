@@ -41,6 +41,15 @@ def test_tiny_preset_runs_on_cpu():
     assert out.shape[0] == 1
 
 
+def test_tiny_preset_is_the_demo_recipe_the_benchmarks_measured():
+    # benchmarks/README.md: the frame-difference input makes direction learnable, and 48 px frames in 12 px patches
+    # (16 tokens per frame, as 32 px in 8 px patches) raise the demo from 0.811 to 0.854 over 3 seeds
+    vc = MCGConfig.from_json_file(HUB_CONFIGS[0].parent / "mcg-tiny.json").vision_config
+    assert vc.motion_input == "frame_difference"
+    assert (vc.num_frames, vc.image_size, vc.patch_size, vc.num_patches) == (16, 48, 12, 16)
+    assert vc.temporal_embedding_init_std == 2.0
+
+
 def test_base_preset_has_the_paper_sizes():
     config = MCGConfig.from_json_file(HUB_CONFIGS[0].parent / "mcg-base.json")
     vc, qc, dc = config.vision_config, config.question_config, config.decoder
