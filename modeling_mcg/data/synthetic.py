@@ -7,11 +7,10 @@ cached.
 
 Each video holds 1-4 objects, each a distinct `"<color> <shape>"` (colors: red, green, blue, yellow; shapes: circle,
 square, triangle, cross) of 20-22 px on a dark background (about a third of the frame side, so that a model sampling
-frames at 48 px, as the tiny preset does, still sees each shape over a few 12 px patches). An object slides in from
-one edge, crosses the frame in a straight line and leaves through the opposite edge. Objects enter and leave one
-after another, with at least 15% of the video between consecutive entries (and between consecutive exits), each stays
-fully visible for at least 20% of the video, and no two objects ever overlap, so 8 frames sampled uniformly see every
-object and its order.
+frames at 32 px still sees each shape over a few 8 px patches). An object slides in from one edge, crosses the frame in a
+straight line and leaves through the opposite edge. Objects enter and leave one after another, with at least 15% of
+the video between consecutive entries (and between consecutive exits), each stays fully visible for at least 20%
+of the video, and no two objects ever overlap, so 8 frames sampled uniformly see every object and its order.
 
 Question templates (`answer_type`) and their answers:
 
