@@ -33,12 +33,12 @@ Sizes:
   and at 6 epochs frames=4 56 s and frames=32 84 s against 86 s for the default (that one while a test run shared the
   cores; start-up, decoding and the test answers weigh as much as the frame count). Per seed, with the rows not
   timed set between their timed neighbours: 10 plain 16-frame rows x 52 s + 43 s + three aux rows (aux=icl and
-  aux=tcl put at 65 and 80 s, aux=icl+tcl 88 s) + frames 4/8/32 (6-epoch times x 4/6: 40, 45, 60 s) + four pretraining rows x 63 s = about 1190 s, so
-  3 seeds take about 60 minutes, plus 11 s to generate the set once. An idle machine trains the default about
-  twice as fast (8 steps/s against 4.4 here), so that is an upper bound: the whole quick table (then 18 rows) took 17 min 25 s
-  on an idle 2-core VM (benchmarks/README.md). Quick runs are far from converged (the
-  default reaches about 0.32 where the full run reaches 0.76, question-only 0.24): the quick table says whether
-  every variant runs and gives a first, noisy ordering, not the answer.
+  aux=tcl put at 65 and 80 s, aux=icl+tcl 88 s) + frames 4/8/32 (6-epoch times x 4/6: 40, 45, 60 s) + four
+  pretraining rows x 63 s = about 1190 s, so 3 seeds take about 60 minutes, plus 11 s to generate the set once. An
+  idle machine trains the default about twice as fast (8 steps/s against 4.4 here), so that is an upper bound: the
+  whole quick table (then 18 rows) took 17 min 25 s on an idle 2-core VM (benchmarks/README.md). Quick runs are
+  far from converged (the default reaches about 0.32 where the full run reaches 0.76, question-only 0.24): the
+  quick table says whether every variant runs and gives a first, noisy ordering, not the answer.
 
     python benchmarks/ablation.py --dry_run                 # every command of the full table, nothing run
     python benchmarks/ablation.py --quick                   # ≤ 60 min on 2 cores -> benchmarks/results/ablation_quick/
