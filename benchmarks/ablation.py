@@ -16,8 +16,11 @@ captions whose output folder is then fine-tuned (`--model_name_or_path`). Rows:
 
 Every (row, seed) pair runs in its own folder `<output_dir>/<row>/seed<seed>/` (`videoqa/`, plus `pretraining/`
 for the pretraining rows; the output of every stage goes to `log.txt` there). A pair whose `videoqa/metrics.json`
-exists is read back instead of run again (the table resumes where it stopped); an interrupted stage resumes from
-its last checkpoint; a failed pair is reported with its log and the others still run. The table gives, per row,
+exists is read back instead of run again (the table resumes where it stopped); so is a pair recorded in the
+`ablation.json` already in `<output_dir>` by a table of the same sizes, epochs and row arguments on the same kind of
+machine (CPU model, core count, torch: CPU training repeats exactly on one machine, not across machines), so a table
+extends from its committed results file after the run folders are gone; an interrupted stage resumes from its last
+checkpoint; a failed pair is reported with its log and the others still run. The table gives, per row,
 mean ± sample standard deviation over seeds of the test accuracy (open-ended exact match) overall and per question
 family, the difference of the overall mean from the default row, and the number of seeds. It is printed and
 written to `<output_dir>/ablation.json` and `ablation.md`. Run folders (weights, checkpoints) are not committed;
@@ -273,8 +276,51 @@ def arguments_of(stages: list[tuple[str, list[str]]]) -> list[list[str]]:
     return [command[1:] for _, command in stages]
 
 
-def run_one(row: str, seed: int, output_dir: Path, settings: Settings, env: dict) -> dict:
-    """Run (or read back) one (row, seed) pair; never raises for a failed stage."""
+def settings_record(settings: Settings) -> dict:
+    """`settings` as the results file stores them."""
+    return {**settings.__dict__, "extra_args": list(settings.extra_args)}
+
+
+def machine() -> str:
+    """The kind of machine a run's numbers belong to: CPU model, core count and torch version."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    return f"{model}, {os.cpu_count()} cores, torch {torch_version}"
+
+
+def recorded_runs(report_path: Path, settings: Settings, on_machine: str) -> dict[tuple[str, int], dict]:
+    """{(row, seed): run} of the finished runs in an earlier results file, kept only where that table had these
+    settings, the row had today's arguments and the run was made `on_machine`; {} when there is no such file."""
+    if not report_path.is_file():
+        return {}
+    report = json.loads(report_path.read_text())
+    if report.get("settings") != settings_record(settings):
+        return {}
+    planned = report.get("rows_planned", {})
+    return {
+        (run["row"], run["seed"]): run
+        for run in report.get("runs", [])
+        if "metrics" in run
+        and run.get("machine") == on_machine
+        and run["row"] in ROWS
+        and planned.get(run["row"]) == {"finetune": ROWS[run["row"]].finetune, "pretrain": ROWS[run["row"]].pretrain}
+    }
+
+
+def run_one(
+    row: str, seed: int, output_dir: Path, settings: Settings, env: dict, recorded: Mapping | None = None
+) -> dict:
+    """Run (or read back, from its folder or from `recorded`) one (row, seed) pair; never raises for a failed
+    stage."""
     folder = run_dir(output_dir, row, seed)
     stages = stage_commands(row, seed, output_dir, settings)
     record_path = folder / RUN_FILE
@@ -291,9 +337,14 @@ def run_one(row: str, seed: int, output_dir: Path, settings: Settings, env: dict
             "status": "reused",
             "metrics": metrics,
             "seconds": record and record.get("seconds"),
+            "machine": record and record.get("machine"),
         }
+    earlier = (recorded or {}).get((row, seed))
+    if earlier is not None and record is None:
+        return {"row": row, "seed": seed, "status": "recorded", "metrics": earlier["metrics"],
+                "seconds": earlier.get("seconds"), "machine": earlier["machine"]}  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"row": row, "seed": seed, "arguments": arguments_of(stages), "seconds": {}}
+    record = {"row": row, "seed": seed, "arguments": arguments_of(stages), "seconds": {}, "machine": machine()}
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     log = folder / LOG_FILE
     for stage, command in stages:
@@ -313,7 +364,8 @@ def run_one(row: str, seed: int, output_dir: Path, settings: Settings, env: dict
     if metrics is None:
         return {"row": row, "seed": seed, "status": "failed", "log": str(log),
                 "error": f"no {OVERALL} in {folder / 'videoqa' / METRICS_FILE}"}  # fmt: skip
-    return {"row": row, "seed": seed, "status": "ran", "metrics": metrics, "seconds": record["seconds"]}
+    return {"row": row, "seed": seed, "status": "ran", "metrics": metrics, "seconds": record["seconds"],
+            "machine": record["machine"]}  # fmt: skip
 
 
 def last_line(log: Path) -> str:
@@ -338,6 +390,7 @@ def environment() -> dict:
         "torch": version("torch"),
         "transformers": version("transformers"),
         "platform": platform.platform(),
+        "machine": machine(),
         "cpu_count": os.cpu_count(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "load_average_start": os.getloadavg(),
@@ -427,9 +480,10 @@ def main(argv: list[str] | None = None) -> dict:
     env = {**os.environ, **{k: v for k, v in OFFLINE_ENV.items() if k not in os.environ}}
     started = time.perf_counter()
     env_info = environment()
+    recorded = recorded_runs(output_dir / "ablation.json", settings, machine())
     results = []
     for index, (row, seed) in enumerate(pairs, 1):
-        result = run_one(row, seed, output_dir, settings, env)
+        result = run_one(row, seed, output_dir, settings, env, recorded)
         results.append(result)
         if result["status"] == "failed":
             print(f"[{index}/{len(pairs)}] {row} seed {seed}: FAILED ({result['error']}); log: {result['log']}",
@@ -452,7 +506,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "command": command,
         "quick": args.quick,
-        "settings": {**settings.__dict__, "extra_args": list(settings.extra_args)},
+        "settings": settings_record(settings),
         "rows_planned": {row: {"finetune": ROWS[row].finetune, "pretrain": ROWS[row].pretrain} for row in args.rows},
         "seeds": args.seeds,
         "environment": {**env_info, "load_average_end": os.getloadavg()},

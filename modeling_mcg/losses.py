@@ -73,13 +73,11 @@ def clipped_importance(weights: torch.Tensor, mask: torch.Tensor, low: float = 0
     invalid ones and renormalise every row to sum to 1 (official TCL weighting, without gradient)."""
     weights = weights.detach().float()
     mask = mask.bool()
-    out = torch.zeros_like(weights)
-    for i in range(weights.shape[0]):  # rows have different numbers of valid entries
-        valid = weights[i][mask[i]]
-        if valid.numel() == 0:
-            continue
-        lo, hi = torch.quantile(valid, low), torch.quantile(valid, high)
-        out[i][mask[i]] = valid.clamp(lo, hi)
+    # one batched quantile over the valid entries (invalid ones as NaN), not a loop of small ops per row
+    valid = weights.masked_fill(~mask, float("nan"))
+    bounds = torch.nanquantile(valid, torch.tensor([low, high], device=weights.device), dim=1)  # (2, b)
+    clipped = torch.minimum(torch.maximum(weights, bounds[0, :, None]), bounds[1, :, None])
+    out = torch.where(mask, clipped, torch.zeros_like(weights))  # a row with no valid entry stays all zero
     return out / out.sum(dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -286,3 +287,46 @@ def test_a_second_invocation_reads_finished_runs_back_instead_of_training_again(
     (default,) = report["table"]
     assert default["metrics"] == next(row for row in first["table"] if row["row"] == "default")["metrics"]
     assert (out / "default" / "seed0" / "log.txt").read_text().count("$ ") == 1  # run once, read back once
+
+
+def test_a_table_extends_from_its_results_file_once_the_run_folders_are_gone(smoke):
+    out, args, _ = smoke
+    rows = args.index("--rows")
+    only_default = [*args[:rows], "--rows", "default", *args[rows + 3 :]]
+    first = json.loads((out / "ablation.json").read_text())
+    shutil.rmtree(out / "default")  # run folders are not committed; ablation.json is
+    again = run_ablation(*only_default, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = json.loads((out / "ablation.json").read_text())
+    assert {(r["row"], r["seed"], r["status"]) for r in report["runs"]} == {("default", 0, "recorded"),
+                                                                            ("default", 1, "recorded")}  # fmt: skip
+    assert report["table"] == first["table"]
+    assert {r["machine"] for r in report["runs"]} == {first["environment"]["machine"]}
+    assert not (out / "default").exists()  # nothing trained again
+
+
+def test_recorded_runs_are_reused_only_from_a_table_of_the_same_settings_row_arguments_and_machine(ablation, tmp_path):
+    settings = ablation.Settings(8, 4, "train=600,test=100", None, ())
+    metrics = {"test_accuracy": 0.5}
+    here, elsewhere = "Some CPU, 2 cores, torch 2.13.0", "Another CPU, 2 cores, torch 2.13.0"
+    report = {
+        "settings": ablation.settings_record(settings),
+        "rows_planned": {
+            "default": {"finetune": "", "pretrain": None},
+            "motion=none": {"finetune": "--config_overrides vision_config.motion_input=tubelet", "pretrain": None},
+        },
+        "runs": [
+            {"row": "default", "seed": 0, "status": "ran", "metrics": metrics, "machine": here},
+            {"row": "default", "seed": 1, "status": "failed", "error": "exit 1", "machine": here},
+            {"row": "default", "seed": 2, "status": "ran", "metrics": metrics, "machine": elsewhere},
+            {"row": "default", "seed": 3, "status": "ran", "metrics": metrics},  # from before machines were recorded
+            {"row": "motion=none", "seed": 0, "status": "ran", "metrics": metrics, "machine": here},  # other arguments
+            {"row": "a-row-since-removed", "seed": 0, "status": "ran", "metrics": metrics, "machine": here},
+        ],
+    }
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps(report))
+    assert set(ablation.recorded_runs(path, settings, here)) == {("default", 0)}
+    assert set(ablation.recorded_runs(path, settings, elsewhere)) == {("default", 2)}
+    assert ablation.recorded_runs(path, ablation.Settings(16, 8, None, None, ()), here) == {}
+    assert ablation.recorded_runs(tmp_path / "missing.json", settings, here) == {}

@@ -271,3 +271,17 @@ def test_answer_loss_sums_tokens_and_averages_samples():
             log_probs = logits[i, j].log_softmax(-1)
             expected += -(0.9 * log_probs[labels[i, j]] + 0.1 * log_probs.mean())
     torch.testing.assert_close(answer_loss(logits, labels, label_smoothing=0.1), expected / 2)
+
+
+def test_clipped_importance_of_a_row_without_valid_entries_is_all_zero_and_the_others_are_unchanged():
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(4, 9, generator=g)
+    mask = torch.rand(4, 9, generator=g) > 0.3
+    mask[2] = False
+    out = clipped_importance(weights, mask)
+    assert (out[2] == 0).all() and not out.isnan().any()
+    for i in (0, 1, 3):
+        valid = weights[i][mask[i]].numpy()
+        row = np.clip(valid, *np.quantile(valid, [0.1, 0.9]))
+        np.testing.assert_allclose(out[i][mask[i]].numpy(), row / row.sum(), rtol=1e-6)
+        assert (out[i][~mask[i]] == 0).all()
