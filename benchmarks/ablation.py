@@ -47,6 +47,7 @@ Sizes:
     python benchmarks/ablation.py --quick                   # ≤ 60 min on 2 cores -> benchmarks/results/ablation_quick/
     python benchmarks/ablation.py                           # the full table (3 seeds) -> benchmarks/results/ablation/
     python benchmarks/ablation.py --rows default question-only frames=8 --seeds 0 1 2 3 4
+    python benchmarks/ablation.py --collect_only            # the table of whatever has finished, nothing run
 """
 
 from __future__ import annotations
@@ -317,10 +318,16 @@ def recorded_runs(report_path: Path, settings: Settings, on_machine: str) -> dic
 
 
 def run_one(
-    row: str, seed: int, output_dir: Path, settings: Settings, env: dict, recorded: Mapping | None = None
+    row: str,
+    seed: int,
+    output_dir: Path,
+    settings: Settings,
+    env: dict,
+    recorded: Mapping | None = None,
+    collect_only: bool = False,
 ) -> dict:
     """Run (or read back, from its folder or from `recorded`) one (row, seed) pair; never raises for a failed
-    stage."""
+    stage. With `collect_only` a pair that is not finished is reported as missing instead of run."""
     folder = run_dir(output_dir, row, seed)
     stages = stage_commands(row, seed, output_dir, settings)
     record_path = folder / RUN_FILE
@@ -343,6 +350,8 @@ def run_one(
     if earlier is not None and record is None:
         return {"row": row, "seed": seed, "status": "recorded", "metrics": earlier["metrics"],
                 "seconds": earlier.get("seconds"), "machine": earlier["machine"]}  # fmt: skip
+    if collect_only:
+        return {"row": row, "seed": seed, "status": "missing"}
     folder.mkdir(parents=True, exist_ok=True)
     record = {"row": row, "seed": seed, "arguments": arguments_of(stages), "seconds": {}, "machine": machine()}
     record_path.write_text(json.dumps(record, indent=1) + "\n")
@@ -422,6 +431,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="more arguments for every stage of every run (both scripts), e.g. '--dataloader_num_workers 0'",
     )
     parser.add_argument("--dry_run", action="store_true", help="print the planned runs and commands, run nothing")
+    parser.add_argument(
+        "--collect_only",
+        action="store_true",
+        help="write the table from the finished runs of these rows and seeds and run nothing (e.g. after several "
+        "processes each ran some rows into one --output_dir); pairs not yet run are left out and listed as missing",
+    )
     args = parser.parse_args(argv)
 
     rows = args.rows if args.rows is not None else list(ROWS)
@@ -483,9 +498,11 @@ def main(argv: list[str] | None = None) -> dict:
     recorded = recorded_runs(output_dir / "ablation.json", settings, machine())
     results = []
     for index, (row, seed) in enumerate(pairs, 1):
-        result = run_one(row, seed, output_dir, settings, env, recorded)
+        result = run_one(row, seed, output_dir, settings, env, recorded, args.collect_only)
         results.append(result)
-        if result["status"] == "failed":
+        if result["status"] == "missing":
+            print(f"[{index}/{len(pairs)}] {row} seed {seed}: not run yet, left out (--collect_only)", flush=True)
+        elif result["status"] == "failed":
             print(f"[{index}/{len(pairs)}] {row} seed {seed}: FAILED ({result['error']}); log: {result['log']}",
                   flush=True)  # fmt: skip
         else:
@@ -518,6 +535,7 @@ def main(argv: list[str] | None = None) -> dict:
             for r in results
         ],
         "failed": failed,
+        "missing": [{"row": r["row"], "seed": r["seed"]} for r in results if r["status"] == "missing"],
         "markdown": markdown,
     }
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -330,3 +330,21 @@ def test_recorded_runs_are_reused_only_from_a_table_of_the_same_settings_row_arg
     assert set(ablation.recorded_runs(path, settings, elsewhere)) == {("default", 2)}
     assert ablation.recorded_runs(path, ablation.Settings(16, 8, None, None, ()), here) == {}
     assert ablation.recorded_runs(tmp_path / "missing.json", settings, here) == {}
+
+
+def test_collect_only_writes_the_table_of_the_finished_runs_and_trains_nothing(smoke):
+    out, args, _ = smoke
+    seeds = args.index("--seeds")
+    collect = [*args[:seeds], "--seeds", "0", "1", "2", *args[seeds + 3 :], "--collect_only"]
+    done = run_ablation(*collect, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "ablation.json").read_text())
+    # question-only seed 1 failed earlier: not finished, so missing too
+    assert {(m["row"], m["seed"]) for m in report["missing"]} == {
+        ("default", 2), ("question-only", 1), ("question-only", 2)
+    }  # fmt: skip
+    assert "default seed 2: not run yet" in done.stdout
+    assert not (out / "default" / "seed2").exists() and not (out / "question-only" / "seed2").exists()
+    table = {row["row"]: row for row in report["table"]}
+    assert table["default"]["seeds"] == [0, 1] and table["question-only"]["seeds"] == [0]
+    assert report["failed"] == []
