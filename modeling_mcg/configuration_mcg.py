@@ -73,7 +73,7 @@ class MCGVisionConfig(PreTrainedConfig):
             compared across patches and frames by attention. `"none"` is the paper's (and TimeSformer's) encoder,
             which official and TimeSformer checkpoints load into unchanged. The tiny preset uses
             `"frame_difference"`: in `make demo` it lifted direction-of-motion accuracy from 0.32 (chance 0.25) to
-            0.94, and from 0.30 to 0.59 (3 seeds each) in the ablation's medium table, rows `motion=none` and
+            0.94, and from 0.31 to 0.60 (3 seeds each) in the ablation's medium table, rows `motion=none` and
             `default` (benchmarks/README.md).
         layer_norm_eps (`float`, defaults to 1e-6), qkv_bias (`bool`, defaults to `True`).
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
