@@ -53,6 +53,7 @@ Sizes:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -62,7 +63,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -282,6 +283,14 @@ def settings_record(settings: Settings) -> dict:
     return {**settings.__dict__, "extra_args": list(settings.extra_args)}
 
 
+def package_version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
 def machine() -> str:
     """The kind of machine a run's numbers belong to: CPU model, core count and torch version."""
     model = platform.processor() or platform.machine()
@@ -291,11 +300,7 @@ def machine() -> str:
             line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
         ]
         model = names[0] if names else model
-    try:
-        torch_version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch_version = None
-    return f"{model}, {os.cpu_count()} cores, torch {torch_version}"
+    return f"{model}, {os.cpu_count()} cores, torch {package_version('torch')}"
 
 
 def recorded_runs(report_path: Path, settings: Settings, on_machine: str) -> dict[tuple[str, int], dict]:
@@ -313,7 +318,7 @@ def recorded_runs(report_path: Path, settings: Settings, on_machine: str) -> dic
         if "metrics" in run
         and run.get("machine") == on_machine
         and run["row"] in ROWS
-        and planned.get(run["row"]) == {"finetune": ROWS[run["row"]].finetune, "pretrain": ROWS[run["row"]].pretrain}
+        and planned.get(run["row"]) == asdict(ROWS[run["row"]])
     }
 
 
@@ -388,16 +393,10 @@ def last_line(log: Path) -> str:
 
 
 def environment() -> dict:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
     return {
         "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
+        "torch": package_version("torch"),
+        "transformers": package_version("transformers"),
         "platform": platform.platform(),
         "machine": machine(),
         "cpu_count": os.cpu_count(),
@@ -524,7 +523,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": command,
         "quick": args.quick,
         "settings": settings_record(settings),
-        "rows_planned": {row: {"finetune": ROWS[row].finetune, "pretrain": ROWS[row].pretrain} for row in args.rows},
+        "rows_planned": {row: asdict(ROWS[row]) for row in args.rows},
         "seeds": args.seeds,
         "environment": {**env_info, "load_average_end": os.getloadavg()},
         "wall_s": round(time.perf_counter() - started, 1),
