@@ -6,6 +6,8 @@ and, for the pretraining rows, the arguments of a first `examples/run_pretrainin
 captions whose output folder is then fine-tuned (`--model_name_or_path`). Rows:
 - **question-only** (all frames blank) and **default** (no extra arguments: whatever the tiny preset does);
 - **motion input** of the video encoder (`vision_config.motion_input`), one row per variant;
+- **patch embedding**: the paper's linear one or a convolutional stem in front of it
+  (`vision_config.patch_embedding_type`);
 - **temporal embedding at zero** at initialisation (`vision_config.temporal_embedding_init_std=0`, the official
   init; the tiny preset starts it at std 2.0);
 - **frames** 4 / 8 / 16 / 32 and **training sampling** uniform / rand (random frame per segment) / headtail;
@@ -27,8 +29,8 @@ written to `<output_dir>/ablation.json` and `ablation.md`. Run folders (weights,
 the two table files keep every run's numbers.
 
 Sizes:
-- full (the `make demo` defaults): 2400/100/100 synthetic videos, 16 epochs; about 9-24 minutes per run on a
-  2-core CPU (benchmarks/README.md), so the full table (21 rows x 3 seeds) is one to two days of CPU time.
+- full (the `make demo` defaults): 2400/100/100 synthetic videos, 14 epochs; about 9-24 minutes per run on a
+  2-core CPU (benchmarks/README.md), so the full table (23 rows x 3 seeds) is one to two days of CPU time.
 - `--quick`: 200 training and 50 test videos (1223 training and 299 test questions), 4 epochs (156 optimizer
   steps). Estimate, from single-seed quick runs timed by this script on the 2-core VM while another training job
   was using both cores (load average about 3): default 52 s, question-only 43 s, aux=icl+tcl 88 s (the
@@ -85,6 +87,8 @@ ROWS: dict[str, Variant] = {
     "default": Variant(),
     "motion=none": Variant(finetune="--config_overrides vision_config.motion_input=none"),
     "motion=frame_difference": Variant(finetune="--config_overrides vision_config.motion_input=frame_difference"),
+    "stem=linear": Variant(finetune="--config_overrides vision_config.patch_embedding_type=linear"),
+    "stem=conv": Variant(finetune="--config_overrides vision_config.patch_embedding_type=conv_stem"),
     "temporal_init=0": Variant(finetune="--config_overrides vision_config.temporal_embedding_init_std=0.0"),
     "image=32,patch=8": Variant(finetune="--config_overrides vision_config.image_size=32,vision_config.patch_size=8"),
     "image=48,patch=12": Variant(
@@ -111,7 +115,7 @@ BASELINE_ROW = "default"
 
 # (synthetic videos per split, epochs): full = the `make demo` defaults (modeling_mcg.training SYNTHETIC_TRAINING_DEFAULTS,
 # modeling_mcg.data.synthetic.DEFAULT_NUM_VIDEOS); quick = sized for <= 60 minutes on 2 cores (see the docstring).
-FULL = {"synthetic_num_videos": None, "num_train_epochs": 16}
+FULL = {"synthetic_num_videos": None, "num_train_epochs": 14}
 QUICK = {"synthetic_num_videos": "train=200,test=50", "num_train_epochs": 4}
 MIN_SEEDS = 3
 

@@ -13,6 +13,7 @@ from transformers import PreTrainedConfig
 VISION_ATTENTION_TYPES = ("divided_space_time",)
 TEMPORAL_POOLING_TYPES = ("mean", "none")
 MOTION_INPUTS = ("none", "frame_difference")
+PATCH_EMBEDDING_TYPES = ("linear", "conv_stem")
 TEMPORAL_INTERPOLATION_MODES = ("nearest", "linear")
 FUSION_TYPES = ("cross", "concat")
 
@@ -74,7 +75,20 @@ class MCGVisionConfig(PreTrainedConfig):
             which official and TimeSformer checkpoints load into unchanged. The tiny preset uses
             `"frame_difference"`: in `make demo` it lifted direction-of-motion accuracy from 0.32 (chance 0.25) to
             0.94, and from 0.31 to 0.60 (3 seeds each) in the ablation's medium table, rows `motion=none` and
-            `default` (benchmarks/README.md).
+            `default` (benchmarks/README.md). With `patch_embedding_type="conv_stem"` the change enters the stem as
+            `num_channels` more input channels instead.
+        patch_embedding_type (`str`, defaults to `"linear"`): `"linear"` is the paper's (and ViT's) patch embedding,
+            one `patch_size`-strided convolution. `"conv_stem"` puts a small convolutional stem in front of it (as in
+            "Early Convolutions Help Transformers See Better", Xiao et al. 2021): 3x3 stride-2 convolutions with ReLU,
+            `conv_stem_width` channels doubling at each, until the remaining stride is 2 or odd; the patch embedding
+            then projects those features with that stride. Each token is thus built from overlapping,
+            translation-equivariant local features instead of one linear map of its own pixels, which a small model
+            trained from scratch learns shapes from faster. `patch_size` must be a multiple of 4. The tiny preset uses
+            it (`benchmarks/README.md`: the `make demo` table and the ablation's stem table); official and
+            TimeSformer checkpoints need `"linear"`.
+        conv_stem_width (`int`, defaults to 32): channels of the stem's first convolution. Keep it at least the 4 x
+            input channels that each of its stride-2 outputs condenses (2x2 pixels): with the tiny preset's 6 input
+            channels (frame and change), 16 trained worse than the linear patch embedding (benchmarks/README.md).
         layer_norm_eps (`float`, defaults to 1e-6), qkv_bias (`bool`, defaults to `True`).
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, rising linearly from 0 over the blocks.
@@ -105,6 +119,8 @@ class MCGVisionConfig(PreTrainedConfig):
     temporal_embedding_interpolation: str = "nearest"
     temporal_embedding_init_std: float = 0.0
     motion_input: str = "none"
+    patch_embedding_type: str = "linear"
+    conv_stem_width: int = 32
     layer_norm_eps: float = 1e-6
     qkv_bias: bool = True
     hidden_dropout_prob: float = 0.0
@@ -125,6 +141,7 @@ class MCGVisionConfig(PreTrainedConfig):
             num_hidden_layers=self.num_hidden_layers,
             num_attention_heads=self.num_attention_heads,
             intermediate_size=self.intermediate_size,
+            conv_stem_width=self.conv_stem_width,
         )
         _check_heads(name, self.hidden_size, self.num_attention_heads)
         if self.image_size % self.patch_size != 0:
@@ -140,6 +157,13 @@ class MCGVisionConfig(PreTrainedConfig):
             TEMPORAL_INTERPOLATION_MODES,
         )
         _check_choice(name, "motion_input", self.motion_input, MOTION_INPUTS)
+        _check_choice(name, "patch_embedding_type", self.patch_embedding_type, PATCH_EMBEDDING_TYPES)
+        if self.patch_embedding_type == "conv_stem" and self.patch_size % 4 != 0:
+            raise ValueError(
+                f"{name}.patch_embedding_type='conv_stem' needs a patch_size that is a multiple of 4 (its stride-2 "
+                f"convolutions must leave a whole stride for the patch embedding), got {self.patch_size}; use "
+                "patch_embedding_type='linear' or a patch_size such as 8, 12 or 16."
+            )
         _check_probability(
             name,
             hidden_dropout_prob=self.hidden_dropout_prob,

@@ -66,10 +66,12 @@ def test_output_shapes(pooling, pad_frames, fusion):
     torch.testing.assert_close(out.loss, out.loss_icl + out.loss_tcl + out.loss_mlm + out.loss_vtm)
 
 
+@pytest.mark.parametrize("patch_embedding_type", ["linear", "conv_stem"])
 @pytest.mark.parametrize("motion_input", ["none", "frame_difference"])
-def test_padded_frames_do_not_change_the_answer(motion_input):
+def test_padded_frames_do_not_change_the_answer(motion_input, patch_embedding_type):
     """Whatever a padded frame contains, it must not reach the outputs of the real frames."""
-    config = tiny_config(vision={"temporal_pooling": "mean", "motion_input": motion_input})
+    vision = {"temporal_pooling": "mean", "motion_input": motion_input, "patch_embedding_type": patch_embedding_type}
+    config = tiny_config(vision=vision)
     model = _qa(config)
     inputs = tiny_inputs(config, pad_frames=True)
     reference = model(**inputs).logits
@@ -103,6 +105,55 @@ def test_frame_difference_input_is_silent_on_a_still_video_and_tells_a_motion_fr
         )
         forward_tokens = motion.get_video_features(moving).last_hidden_state
         assert (forward_tokens - motion.get_video_features(backwards).last_hidden_state).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("patch_size, stem_strides", [(4, [2]), (8, [2, 2]), (12, [2, 2])])
+def test_conv_stem_halves_the_frame_until_the_patch_embedding_takes_the_rest(patch_size, stem_strides):
+    """`patch_embedding_type="conv_stem"`: 3x3 stride-2 convolutions (channels doubling from `conv_stem_width`) until
+    the stride left is 2 or odd, then the patch embedding with that stride; the token grid is that of the linear
+    patch embedding, and the frame difference enters the stem as extra input channels."""
+    vision = {"image_size": 3 * patch_size, "patch_size": patch_size, "conv_stem_width": 5}
+    config = tiny_config(vision={**vision, "patch_embedding_type": "conv_stem", "motion_input": "frame_difference"})
+    embeddings = MCGModel(config).vision_model.embeddings
+    convs = [layer for layer in embeddings.conv_stem if isinstance(layer, torch.nn.Conv2d)]
+    assert [conv.stride[0] for conv in convs] == stem_strides
+    assert [(conv.in_channels, conv.out_channels) for conv in convs] == [(6, 5), (5, 10)][: len(convs)]
+    assert embeddings.patch_embedding.stride[0] == patch_size // 2 ** len(convs)
+    assert embeddings.motion_embedding is None
+    tokens = embeddings(torch.randn(2, 3, 3, 3 * patch_size, 5 * patch_size))
+    assert tokens.shape == (2, 1 + 3 * 15, 32)  # 3 frames of 3x5 patches
+
+
+def test_conv_stem_starts_fan_in_scaled_and_round_trips(tmp_path):
+    """The stem's convolutions start at std sqrt(2 / fan-in) (the config's 0.2 would grow the activations at each),
+    the patch embedding at the config's std; save/load restores the stem."""
+    config = tiny_config(vision={"patch_embedding_type": "conv_stem", "conv_stem_width": 16}, initializer_range=0.2)
+    model = _qa(config)
+    embeddings = model.mcg.vision_model.embeddings
+    first, second = embeddings.conv_stem[0], embeddings.conv_stem[2]
+    assert first.weight.std().item() == pytest.approx((2 / (3 * 9)) ** 0.5, rel=0.15)
+    assert second.weight.std().item() == pytest.approx((2 / (16 * 9)) ** 0.5, rel=0.15)
+    assert embeddings.patch_embedding.weight.std().item() == pytest.approx(0.2, rel=0.15)
+    model.save_pretrained(tmp_path)
+    again = MCGForVideoQuestionAnswering.from_pretrained(tmp_path).eval()
+    inputs = tiny_inputs(config)
+    with torch.no_grad():
+        torch.testing.assert_close(again(**inputs).logits, model(**inputs).logits)
+
+
+def test_conv_stem_tells_a_motion_from_its_reverse_only_with_the_frame_difference():
+    moving = torch.zeros(2, 5, 3, 24, 24)
+    for t in range(5):  # a bright square sliding right by 4 px per frame
+        moving[:, t, :, 8:14, 2 + 4 * t : 8 + 4 * t] = 3.0
+    gaps = {}
+    for motion_input in ("none", "frame_difference"):
+        vision = {"patch_embedding_type": "conv_stem", "motion_input": motion_input}
+        model = MCGModel(tiny_config(vision=vision)).eval()
+        with torch.no_grad():
+            forward = model.get_video_features(moving).last_hidden_state
+            backward = model.get_video_features(moving.flip(1)).last_hidden_state
+        gaps[motion_input] = (forward - backward).abs().max().item()
+    assert gaps["none"] < 1e-5 and gaps["frame_difference"] > 1e-3
 
 
 def test_frame_count_is_free_at_run_time():
