@@ -29,7 +29,7 @@ written to `<output_dir>/ablation.json` and `ablation.md`. Run folders (weights,
 the two table files keep every run's numbers.
 
 Sizes:
-- full (the `make demo` defaults): 2400/100/100 synthetic videos, 14 epochs; about 9-24 minutes per run on a
+- full (the `make demo` defaults): 2400/100/100 synthetic videos, 16 epochs; about 9-24 minutes per run on a
   2-core CPU (benchmarks/README.md), so the full table (23 rows x 3 seeds) is one to two days of CPU time.
 - `--quick`: 200 training and 50 test videos (1223 training and 299 test questions), 4 epochs (156 optimizer
   steps). Estimate, from single-seed quick runs timed by this script on the 2-core VM while another training job
@@ -115,7 +115,7 @@ BASELINE_ROW = "default"
 
 # (synthetic videos per split, epochs): full = the `make demo` defaults (modeling_mcg.training SYNTHETIC_TRAINING_DEFAULTS,
 # modeling_mcg.data.synthetic.DEFAULT_NUM_VIDEOS); quick = sized for <= 60 minutes on 2 cores (see the docstring).
-FULL = {"synthetic_num_videos": None, "num_train_epochs": 14}
+FULL = {"synthetic_num_videos": None, "num_train_epochs": 16}
 QUICK = {"synthetic_num_videos": "train=200,test=50", "num_train_epochs": 4}
 MIN_SEEDS = 3
 

@@ -83,9 +83,10 @@ class MCGVisionConfig(PreTrainedConfig):
             `conv_stem_width` channels doubling at each, until the remaining stride is 2 or odd; the patch embedding
             then projects those features with that stride. Each token is thus built from overlapping,
             translation-equivariant local features instead of one linear map of its own pixels, which a small model
-            trained from scratch learns shapes from faster. `patch_size` must be a multiple of 4. The tiny preset uses
-            it (`benchmarks/README.md`: the `make demo` table and the ablation's stem table); official and
-            TimeSformer checkpoints need `"linear"`.
+            trained from scratch learns shapes from faster. `patch_size` must be a multiple of 4. Official and
+            TimeSformer checkpoints need `"linear"`. The tiny preset stays `"linear"`: on a CPU the stem makes a step
+            about 1.3x slower, and at the epochs `make demo` then fits in 10 minutes it ties the linear embedding
+            (`benchmarks/README.md`, the ablation's stem table).
         conv_stem_width (`int`, defaults to 32): channels of the stem's first convolution. Keep it at least the 4 x
             input channels that each of its stride-2 outputs condenses (2x2 pixels): with the tiny preset's 6 input
             channels (frame and change), 16 trained worse than the linear patch embedding (benchmarks/README.md).

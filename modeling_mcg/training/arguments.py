@@ -28,7 +28,7 @@ FINISHED_MODEL_FILES = ("model.safetensors", "adapter_model.safetensors")
 # 2-core CPU; each script adds its own output folder and evaluation settings.
 SYNTHETIC_TRAINING_DEFAULTS: dict[str, Any] = dict(
     do_train=True,
-    num_train_epochs=14,
+    num_train_epochs=16,
     learning_rate=7e-4,
     weight_decay=0.01,
     warmup_steps=0.05,
