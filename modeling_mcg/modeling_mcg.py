@@ -697,7 +697,8 @@ class MCGPreTrainedModel(PreTrainedModel):
             else:  # warm start: a zero temporal embedding leaves image-pretrained frames unchanged
                 init.zeros_(module.temporal_embedding)
             # the stem's convolutions are fan-in scaled: the config's fixed std would scale the activations by
-            # std * sqrt(fan-in) at each of them (1.5x, then 3.4x for a 32-wide stem at std 0.2)
+            # std * sqrt(fan-in) at each of them (1.5x, then 3.4x for a 32-wide stem at std 0.2). Done here, not
+            # on MCGConvStem: transformers skips remote-code modules without parameters of their own.
             for conv in module.conv_stem or ():
                 if isinstance(conv, nn.Conv2d):
                     init.kaiming_normal_(conv.weight, nonlinearity="relu")

@@ -79,6 +79,14 @@ def test_padded_frames_do_not_change_the_answer(motion_input, patch_embedding_ty
     torch.testing.assert_close(model(**inputs).logits, reference)
 
 
+def _square_sliding_right() -> torch.Tensor:
+    """(2, 5, 3, 24, 24): a bright square moving right by 4 px per frame on a black background."""
+    moving = torch.zeros(2, 5, 3, 24, 24)
+    for t in range(5):
+        moving[:, t, :, 8:14, 2 + 4 * t : 8 + 4 * t] = 3.0
+    return moving
+
+
 def test_frame_difference_input_is_silent_on_a_still_video_and_tells_a_motion_from_its_reverse():
     """With `motion_input="frame_difference"` the encoder adds the embedding of each patch's change since the last
     frame: nothing for a still video (the outputs are those of the same weights without it), and a motion and the
@@ -96,9 +104,7 @@ def test_frame_difference_input_is_silent_on_a_still_video_and_tells_a_motion_fr
         torch.testing.assert_close(
             motion.get_video_features(still).last_hidden_state, plain.get_video_features(still).last_hidden_state
         )
-        moving = torch.zeros(2, 5, 3, 24, 24)
-        for t in range(5):  # a bright square sliding right by 4 px per frame
-            moving[:, t, :, 8:14, 2 + 4 * t : 8 + 4 * t] = 3.0
+        moving = _square_sliding_right()
         backwards = moving.flip(1)
         torch.testing.assert_close(
             plain.get_video_features(moving).last_hidden_state, plain.get_video_features(backwards).last_hidden_state
@@ -142,9 +148,7 @@ def test_conv_stem_starts_fan_in_scaled_and_round_trips(tmp_path):
 
 
 def test_conv_stem_tells_a_motion_from_its_reverse_only_with_the_frame_difference():
-    moving = torch.zeros(2, 5, 3, 24, 24)
-    for t in range(5):  # a bright square sliding right by 4 px per frame
-        moving[:, t, :, 8:14, 2 + 4 * t : 8 + 4 * t] = 3.0
+    moving = _square_sliding_right()
     gaps = {}
     for motion_input in ("none", "frame_difference"):
         vision = {"patch_embedding_type": "conv_stem", "motion_input": motion_input}
