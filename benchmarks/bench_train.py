@@ -27,6 +27,13 @@ warm-up step each; medians of wall-clock and process-CPU time.
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py          # every cell timed, 3 repetitions (~20 min, 1 core)
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --quick  # fp32 memory for every cell, 4 variants timed at
                                                                 # 16 frames only, RSS cross-check fp32 only (~8 min)
+
+`--shared-videos` times instead the fusor's forward+backward on questions that share videos, as in the grouped
+batches of the synthetic run (mcg-tiny: 32 questions about 6 videos; mid: 8 about 2; 16 frames): the video states
+passed once with `video_index`, so the cross-attention projects keys and values once per video, against the same
+states repeated per question.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py --shared-videos --reps 30  # (~1 min)
 """
 
 from __future__ import annotations
@@ -296,6 +303,67 @@ def bench_cell(
     return cell
 
 
+SHARED_VIDEOS = {
+    "mcg-tiny": {"questions": 32, "videos": 6, "resolution": 32},
+    "mid": {"questions": 8, "videos": 2, "resolution": 112},
+}
+
+
+def shared_videos_cell(name: str, device: torch.device, reps: int, frames: int = 16) -> dict:
+    """Fusor forward+backward with each video's states once (`video_index`) against the states per question."""
+    spec = SHARED_VIDEOS[name]
+    model, _ = build(name, spec["resolution"], device, frames)
+    config, mcg = model.config, model.mcg
+    g = torch.Generator().manual_seed(0)
+    tokens = 1 + frames * (spec["resolution"] // config.vision_config.patch_size) ** 2
+    videos = torch.randn(spec["videos"], tokens, config.vision_config.hidden_size, generator=g)
+    questions = torch.randn(spec["questions"], 16, config.question_config.hidden_size, generator=g)
+    videos, questions = videos.to(device).requires_grad_(), questions.to(device).requires_grad_()
+    video_mask = torch.ones(videos.shape[:2], dtype=torch.long, device=device)
+    question_mask = torch.ones(questions.shape[:2], dtype=torch.long, device=device)
+    index = torch.arange(spec["questions"], device=device) % spec["videos"]
+
+    def per_question():
+        model.zero_grad(set_to_none=True)
+        fused, _ = mcg.fuse(questions, question_mask, videos[index], video_mask[index])
+        fused.last_hidden_state.square().mean().backward()
+
+    def per_video():
+        model.zero_grad(set_to_none=True)
+        fused, _ = mcg.fuse(questions, question_mask, videos, video_mask, video_index=index)
+        fused.last_hidden_state.square().mean().backward()
+
+    methods = {"per_question": per_question, "per_video": per_video}
+    for method in methods.values():
+        method()  # warm-up
+    times = interleaved(methods, reps, device)
+    question_ms, video_ms = times["per_question"]["median_wall_ms"], times["per_video"]["median_wall_ms"]
+    return {
+        "model": name,
+        "device": str(device),
+        **spec,
+        "frames": frames,
+        "video_tokens": tokens,
+        "times": times,
+        "speedup": question_ms / video_ms,
+    }
+
+
+def shared_videos_table(cells: list[dict]) -> str:
+    lines = [
+        "| model | device | questions / videos | video tokens | keys/values per question, ms | per video, ms | speedup |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        t = c["times"]
+        lines.append(
+            f"| {c['model']} | {c['device']} | {c['questions']} / {c['videos']} | {c['video_tokens']} | "
+            f"{t['per_question']['median_wall_ms']:.2f} | {t['per_video']['median_wall_ms']:.2f} | "
+            f"{c['speedup']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def _fmt_time(entry: dict) -> str:
     t = entry.get("time")
     return f"{t['median_wall_ms']:.0f} / {t['median_cpu_ms']:.0f}" if t else "–"
@@ -419,6 +487,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--time-frames", default=None, help="frames whose cells are timed (default all; --quick 16)")
     parser.add_argument("--rss-frames", default="16", help="frames with the RSS cross-check on CPU ('' for none)")
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/train[_quick].json)")
+    parser.add_argument(
+        "--shared-videos", action="store_true", help="time the fusor on questions sharing videos (see the docstring)"
+    )
     parser.add_argument("--_rss-cell", dest="rss_cell", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_cell:
@@ -428,10 +499,12 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     reps = args.reps or 3
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.shared_videos:
+        return shared_videos(args, argv, reps, devices)
     frames = [int(f) for f in args.frames.split(",")]
     time_frames = {int(f) for f in (args.time_frames or ("16" if args.quick else args.frames)).split(",") if f}
     rss_frames = {int(f) for f in args.rss_frames.split(",") if f}
-    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     start = time.perf_counter()
     env = environment(pick_device("auto"))
 
@@ -497,6 +570,27 @@ def main(argv: list[str] | None = None) -> dict:
         "table": report,
     }
     write_results(results, "train", args.quick, args.output)
+    return results
+
+
+def shared_videos(args, argv: list[str] | None, reps: int, devices: list[str]) -> dict:
+    start = time.perf_counter()
+    env = environment(pick_device("auto"))
+    cells = [
+        shared_videos_cell(name, pick_device(device), reps) for device in devices for name in args.models.split(",")
+    ]
+    table = shared_videos_table(cells)
+    print(table)
+    results = {
+        "command": command_line("bench_train.py", args.quick, argv),
+        "repetitions": reps,
+        "environment": env,
+        "load_average_end": os.getloadavg(),
+        "cells": cells,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "table": table,
+    }
+    write_results(results, "train_shared_videos", args.quick, args.output)
     return results
 
 

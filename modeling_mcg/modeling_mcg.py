@@ -297,8 +297,17 @@ class MCGAttention(nn.Module):
         return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)  # (b, l, d) → (b, h, l, dh)
 
     def forward(
-        self, hidden_states, key_value_states=None, attention_mask=None, cache=None, need_weights=False, **kwargs
+        self,
+        hidden_states,
+        key_value_states=None,
+        attention_mask=None,
+        cache=None,
+        need_weights=False,
+        key_value_index=None,
+        **kwargs,
     ):
+        """`key_value_index` (b,): `key_value_states` holds each distinct source once (v, k, d) and row i attends to
+        source `key_value_index[i]`; keys and values are projected once per source, not once per row."""
         b, q_len, _ = hidden_states.shape
         query = self._heads(self.q_proj(hidden_states))
         is_cross = key_value_states is not None
@@ -314,6 +323,8 @@ class MCGAttention(nn.Module):
         else:
             source = key_value_states if is_cross else hidden_states
             key, value = self._heads(self.k_proj(source)), self._heads(self.v_proj(source))
+            if is_cross and key_value_index is not None:
+                key, value = key[key_value_index], value[key_value_index]
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross:
@@ -606,11 +617,13 @@ class MCGTextLayer(GradientCheckpointingLayer):
         attention_mask=None,
         encoder_hidden_states=None,
         encoder_attention_mask=None,
+        encoder_index=None,
         cache=None,
         need_weights=False,
         **kwargs,
     ):
-        """→ (hidden_states, self-attention weights or None)."""
+        """→ (hidden_states, self-attention weights or None). `encoder_index` (b,): row i cross-attends to
+        `encoder_hidden_states[encoder_index[i]]`."""
         residual, weights = self.self_attn(
             hidden_states, attention_mask=attention_mask, cache=cache, need_weights=need_weights, **kwargs
         )
@@ -621,6 +634,7 @@ class MCGTextLayer(GradientCheckpointingLayer):
                 key_value_states=encoder_hidden_states,
                 attention_mask=encoder_attention_mask,
                 cache=cache,
+                key_value_index=encoder_index,
                 **kwargs,
             )
             hidden_states = self.cross_attn_layer_norm(hidden_states + self.dropout(residual))
@@ -961,15 +975,22 @@ class MCGTextModel(MCGPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         encoder_hidden_states: torch.FloatTensor | None = None,
         encoder_attention_mask: torch.LongTensor | None = None,
+        encoder_index: torch.LongTensor | None = None,
         cache: Cache | None = None,
         return_cls_attention: bool = False,
         **kwargs,
     ) -> MCGTextOutput:
+        """`encoder_index` (b,): `encoder_hidden_states` (v, k, d) and `encoder_attention_mask` (v, k) hold each
+        distinct video once and row i cross-attends to video `encoder_index[i]`."""
         if inputs_embeds is None:
             past = 0 if cache is None else cache.get_seq_length()
             inputs_embeds = self.embeddings(input_ids, self._positions(input_ids, attention_mask, past))
         self_mask = self._self_attention_mask(attention_mask, inputs_embeds.shape[1], cache, inputs_embeds.device)
-        cross_mask = None if encoder_attention_mask is None else _padding_mask(encoder_attention_mask)
+        cross_mask = None
+        if encoder_attention_mask is not None:
+            if encoder_index is not None:
+                encoder_attention_mask = encoder_attention_mask[encoder_index]
+            cross_mask = _padding_mask(encoder_attention_mask)
         hidden_states, last = inputs_embeds, len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             # tensors positionally: a reentrant checkpoint only treats positional tensors as the layer's inputs
@@ -978,6 +999,7 @@ class MCGTextModel(MCGPreTrainedModel):
                 self_mask,
                 encoder_hidden_states,
                 cross_mask,
+                encoder_index,
                 cache=cache,
                 need_weights=return_cls_attention and i == last,
                 **kwargs,
@@ -1044,10 +1066,12 @@ class MCGModel(MCGPreTrainedModel):
         )
 
     def fuse(
-        self, question_states, question_mask, video_states, video_mask, **kwargs
+        self, question_states, question_mask, video_states, video_mask, video_index=None, **kwargs
     ) -> tuple[MCGTextOutput, torch.Tensor]:
         """The cross-modal fusor → (its output, the mask of the fused evidence). `fusion_type="concat"` re-encodes
-        `[question; video]` with the question encoder's own layers, as the official code does."""
+        `[question; video]` with the question encoder's own layers, as the official code does. With `video_index`
+        (b,), `video_states` and `video_mask` hold each distinct video once and question i reads video
+        `video_index[i]`: the cross-attention projects each video's keys and values once, not once per question."""
         if question_mask is None:
             question_mask = torch.ones(question_states.shape[:2], dtype=torch.long, device=question_states.device)
         if self.fusor is not None:
@@ -1056,10 +1080,13 @@ class MCGModel(MCGPreTrainedModel):
                 attention_mask=question_mask,
                 encoder_hidden_states=video_states,
                 encoder_attention_mask=video_mask,
+                encoder_index=video_index,
                 return_dict=True,
                 **kwargs,
             )
             return fused, question_mask
+        if video_index is not None:
+            video_states, video_mask = video_states[video_index], video_mask[video_index]
         mask = torch.cat([question_mask, video_mask.to(question_mask.dtype)], dim=1)  # (b, s + k)
         fused = self.question_model(
             inputs_embeds=torch.cat([question_states, video_states], dim=1),
@@ -1107,11 +1134,18 @@ class MCGModel(MCGPreTrainedModel):
         else:
             _check_video_inputs(self.config, pixel_values_videos, video_frame_mask)
             _check_video_index(video_index, input_ids.shape[0], pixel_values_videos.shape[0])
-        video = self.encode_video(pixel_values_videos, video_frame_mask, video_index, return_cls_attention, **kwargs)
+        video = self.encode_video(pixel_values_videos, video_frame_mask, None, return_cls_attention, **kwargs)
         question = self.encode_text(input_ids, attention_mask, **kwargs)
         fused, fused_mask = self.fuse(
-            question.last_hidden_state, attention_mask, video.last_hidden_state, video.attention_mask, **kwargs
+            question.last_hidden_state,
+            attention_mask,
+            video.last_hidden_state,
+            video.attention_mask,
+            video_index,
+            **kwargs,
         )
+        if video_index is not None:
+            video = _select_videos(video, video_index)
         return MCGModelOutput(
             last_hidden_state=fused.last_hidden_state,
             hidden_states=fused.hidden_states,

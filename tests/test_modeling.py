@@ -411,12 +411,28 @@ def _shared_video_inputs(config):
     return repeated, shared
 
 
-def test_video_index_shares_one_video_pass_between_questions():
-    model = _qa(tiny_config(icl_loss_weight=1.0, tcl_loss_weight=1.0))
+@pytest.mark.parametrize("fusion_type", ["cross", "concat"])
+def test_video_index_shares_one_video_pass_between_questions(fusion_type):
+    model = _qa(tiny_config(icl_loss_weight=1.0, tcl_loss_weight=1.0, fusion_type=fusion_type))
     repeated, shared = _shared_video_inputs(model.config)
-    expected, got = model(**repeated), model(**shared)
+    expected = model(**repeated)
+    projected = []
+    if fusion_type == "cross":
+        key_projection = model.mcg.fusor.layers[0].cross_attn.k_proj
+        hook = key_projection.register_forward_hook(lambda module, args, out: projected.append(args[0].shape[0]))
+    got = model(**shared)
+    if fusion_type == "cross":
+        hook.remove()
+        assert projected == [2]  # keys of the 2 distinct videos, not of the 4 questions
     close = dict(atol=1e-4, rtol=1e-4)  # batches of 4 and 2 videos may take different matmul kernels
     torch.testing.assert_close(got.logits, expected.logits, **close)
+    # the fusor projects each video's keys and values once: the gradients are those of one projection per question
+    expected_grads = torch.autograd.grad(expected.loss, list(model.parameters()), allow_unused=True)
+    got_grads = torch.autograd.grad(got.loss, list(model.parameters()), allow_unused=True)
+    for (name, _), want, have in zip(model.named_parameters(), expected_grads, got_grads):
+        assert (want is None) == (have is None), name
+        if want is not None:
+            torch.testing.assert_close(have, want, **close, msg=name)
     torch.testing.assert_close(got.loss_lm, expected.loss_lm, **close)
     torch.testing.assert_close(got.loss_tcl, expected.loss_tcl, **close)
     video = got.encoder_outputs.video_last_hidden_state

@@ -1,0 +1,31 @@
+"""`benchmarks/bench_train.py --shared-videos`: the fusor comparison runs end to end and writes its results."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_shared_videos_benchmark_times_both_fusor_paths_and_writes_its_table(tmp_path):
+    output = tmp_path / "shared.json"
+    run = subprocess.run(
+        [sys.executable, "bench_train.py", "--shared-videos", "--models", "mcg-tiny", "--reps", "2"]
+        + ["--devices", "cpu", "--output", str(output)],
+        cwd=BENCHMARKS,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(output.read_text())
+    (cell,) = results["cells"]
+    assert (cell["model"], cell["questions"], cell["videos"], cell["video_tokens"]) == ("mcg-tiny", 32, 6, 257)
+    for method in ("per_question", "per_video"):
+        assert len(cell["times"][method]["wall_ms"]) == 2
+    assert cell["speedup"] > 0
+    assert "| mcg-tiny | cpu | 32 / 6 | 257 |" in run.stdout
+    assert results["command"].startswith("python benchmarks/bench_train.py --shared-videos")
