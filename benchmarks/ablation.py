@@ -20,8 +20,10 @@ Every (row, seed) pair runs in its own folder `<output_dir>/<row>/seed<seed>/` (
 for the pretraining rows; the output of every stage goes to `log.txt` there). A pair whose `videoqa/metrics.json`
 exists is read back instead of run again (the table resumes where it stopped); so is a pair recorded in the
 `ablation.json` already in `<output_dir>` by a table of the same sizes, epochs and row arguments on the same kind of
-machine (CPU model, core count, torch: CPU training repeats exactly on one machine, not across machines), so a table
-extends from its committed results file after the run folders are gone; an interrupted stage resumes from its last
+machine (CPU model, core count, torch: CPU training repeats exactly on one machine, not across machines) from the
+same preset (`mcg-tiny.json`, by its hash: a row's arguments do not say which model they changed), so a table
+extends from its committed results file after the run folders are gone; a run folder made from another preset is
+reported as failed rather than read back; an interrupted stage resumes from its last
 checkpoint; a failed pair is reported with its log and the others still run. The table gives, per row,
 mean ± sample standard deviation over seeds of the test accuracy (open-ended exact match) overall and per question
 family, the difference of the overall mean from the default row, and the number of seeds. It is printed and
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -125,6 +128,8 @@ FAMILIES = ("color", "shape", "direction", "count", "first", "last", "order")
 OVERALL = "test_accuracy"
 FAMILY_PREFIX = "test_accuracy_"
 
+# The model every row starts from (the scripts' default preset): its row arguments alone do not identify a run.
+PRESET_FILE = REPO / "modeling_mcg" / "hub_configs" / "mcg-tiny.json"
 VIDEOQA_SCRIPT = REPO / "examples" / "run_videoqa.py"
 PRETRAINING_SCRIPT = REPO / "examples" / "run_pretraining.py"
 METRICS_FILE = "metrics.json"
@@ -307,9 +312,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, torch {package_version('torch')}"
 
 
-def recorded_runs(report_path: Path, settings: Settings, on_machine: str) -> dict[tuple[str, int], dict]:
+@functools.cache
+def preset_digest() -> str:
+    """sha256 of the preset's config: a run made while the preset was another model (an edited `mcg-tiny.json`)
+    has the same row arguments, so without it the table would reuse that model's numbers as today's."""
+    config = json.loads(PRESET_FILE.read_text())
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def recorded_runs(report_path: Path, settings: Settings, on_machine: str, preset: str) -> dict[tuple[str, int], dict]:
     """{(row, seed): run} of the finished runs in an earlier results file, kept only where that table had these
-    settings, the row had today's arguments and the run was made `on_machine`; {} when there is no such file."""
+    settings, the row had today's arguments and the run was made `on_machine` from `preset` (a `preset_digest()`);
+    {} when there is no such file."""
     if not report_path.is_file():
         return {}
     report = json.loads(report_path.read_text())
@@ -321,6 +335,7 @@ def recorded_runs(report_path: Path, settings: Settings, on_machine: str) -> dic
         for run in report.get("runs", [])
         if "metrics" in run
         and run.get("machine") == on_machine
+        and run.get("preset") == preset
         and run["row"] in ROWS
         and planned.get(run["row"]) == asdict(ROWS[run["row"]])
     }
@@ -345,6 +360,10 @@ def run_one(
         return {"row": row, "seed": seed, "status": "failed", "log": str(folder / LOG_FILE),
                 "error": f"{folder} holds a run made with other arguments ({record_path}); remove it or choose "
                          "another --output_dir"}  # fmt: skip
+    if record is not None and record.get("preset") != preset_digest():
+        return {"row": row, "seed": seed, "status": "failed", "log": str(folder / LOG_FILE),
+                "error": f"{folder} holds a run made from another {PRESET_FILE.name} than today's, or from before "
+                         f"runs recorded theirs ({record_path}); remove it or choose another --output_dir"}  # fmt: skip
     metrics = read_metrics(folder)
     if metrics is not None:
         return {
@@ -354,15 +373,17 @@ def run_one(
             "metrics": metrics,
             "seconds": record and record.get("seconds"),
             "machine": record and record.get("machine"),
+            "preset": record and record.get("preset"),
         }
     earlier = (recorded or {}).get((row, seed))
     if earlier is not None and record is None:
         return {"row": row, "seed": seed, "status": "recorded", "metrics": earlier["metrics"],
-                "seconds": earlier.get("seconds"), "machine": earlier["machine"]}  # fmt: skip
+                "seconds": earlier.get("seconds"), "machine": earlier["machine"], "preset": earlier["preset"]}  # fmt: skip
     if collect_only:
         return {"row": row, "seed": seed, "status": "missing"}
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"row": row, "seed": seed, "arguments": arguments_of(stages), "seconds": {}, "machine": machine()}
+    record = {"row": row, "seed": seed, "arguments": arguments_of(stages), "seconds": {}, "machine": machine(),
+              "preset": preset_digest()}  # fmt: skip
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     log = folder / LOG_FILE
     for stage, command in stages:
@@ -383,7 +404,7 @@ def run_one(
         return {"row": row, "seed": seed, "status": "failed", "log": str(log),
                 "error": f"no {OVERALL} in {folder / 'videoqa' / METRICS_FILE}"}  # fmt: skip
     return {"row": row, "seed": seed, "status": "ran", "metrics": metrics, "seconds": record["seconds"],
-            "machine": record["machine"]}  # fmt: skip
+            "machine": record["machine"], "preset": record["preset"]}  # fmt: skip
 
 
 def last_line(log: Path) -> str:
@@ -498,7 +519,7 @@ def main(argv: list[str] | None = None) -> dict:
     env = {**os.environ, **{k: v for k, v in OFFLINE_ENV.items() if k not in os.environ}}
     started = time.perf_counter()
     env_info = environment()
-    recorded = recorded_runs(output_dir / "ablation.json", settings, machine())
+    recorded = recorded_runs(output_dir / "ablation.json", settings, machine(), preset_digest())
     results = []
     for index, (row, seed) in enumerate(pairs, 1):
         result = run_one(row, seed, output_dir, settings, env, recorded, args.collect_only)

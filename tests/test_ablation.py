@@ -305,10 +305,13 @@ def test_a_table_extends_from_its_results_file_once_the_run_folders_are_gone(smo
     assert not (out / "default").exists()  # nothing trained again
 
 
-def test_recorded_runs_are_reused_only_from_a_table_of_the_same_settings_row_arguments_and_machine(ablation, tmp_path):
+def test_recorded_runs_are_reused_only_from_a_table_of_the_same_settings_row_arguments_machine_and_preset(
+    ablation, tmp_path
+):
     settings = ablation.Settings(8, 4, "train=600,test=100", None, ())
     metrics = {"test_accuracy": 0.5}
     here, elsewhere = "Some CPU, 2 cores, torch 2.13.0", "Another CPU, 2 cores, torch 2.13.0"
+    preset, edited = "a" * 64, "b" * 64
     report = {
         "settings": ablation.settings_record(settings),
         "rows_planned": {
@@ -316,20 +319,49 @@ def test_recorded_runs_are_reused_only_from_a_table_of_the_same_settings_row_arg
             "motion=none": {"finetune": "--config_overrides vision_config.motion_input=tubelet", "pretrain": None},
         },
         "runs": [
-            {"row": "default", "seed": 0, "status": "ran", "metrics": metrics, "machine": here},
-            {"row": "default", "seed": 1, "status": "failed", "error": "exit 1", "machine": here},
-            {"row": "default", "seed": 2, "status": "ran", "metrics": metrics, "machine": elsewhere},
+            {"row": "default", "seed": 0, "status": "ran", "metrics": metrics, "machine": here, "preset": preset},
+            {"row": "default", "seed": 1, "status": "failed", "error": "exit 1", "machine": here, "preset": preset},
+            {"row": "default", "seed": 2, "status": "ran", "metrics": metrics, "machine": elsewhere, "preset": preset},
             {"row": "default", "seed": 3, "status": "ran", "metrics": metrics},  # from before machines were recorded
-            {"row": "motion=none", "seed": 0, "status": "ran", "metrics": metrics, "machine": here},  # other arguments
-            {"row": "a-row-since-removed", "seed": 0, "status": "ran", "metrics": metrics, "machine": here},
+            {"row": "default", "seed": 4, "status": "ran", "metrics": metrics, "machine": here},  # no preset recorded
+            {"row": "default", "seed": 5, "status": "ran", "metrics": metrics, "machine": here, "preset": edited},
+            {"row": "motion=none", "seed": 0, "status": "ran", "metrics": metrics, "machine": here,
+             "preset": preset},  # other arguments
+            {"row": "a-row-since-removed", "seed": 0, "status": "ran", "metrics": metrics, "machine": here,
+             "preset": preset},
         ],
-    }
+    }  # fmt: skip
     path = tmp_path / "ablation.json"
     path.write_text(json.dumps(report))
-    assert set(ablation.recorded_runs(path, settings, here)) == {("default", 0)}
-    assert set(ablation.recorded_runs(path, settings, elsewhere)) == {("default", 2)}
-    assert ablation.recorded_runs(path, ablation.Settings(16, 8, None, None, ()), here) == {}
-    assert ablation.recorded_runs(tmp_path / "missing.json", settings, here) == {}
+    assert set(ablation.recorded_runs(path, settings, here, preset)) == {("default", 0)}
+    assert set(ablation.recorded_runs(path, settings, elsewhere, preset)) == {("default", 2)}
+    assert set(ablation.recorded_runs(path, settings, here, edited)) == {("default", 5)}
+    assert ablation.recorded_runs(path, ablation.Settings(16, 8, None, None, ()), here, preset) == {}
+    assert ablation.recorded_runs(tmp_path / "missing.json", settings, here, preset) == {}
+
+
+def test_a_run_folder_made_from_another_preset_is_reported_instead_of_read_back(ablation, tmp_path, monkeypatch):
+    settings = ablation.Settings(4, 2, "train=6,test=3", None, ())
+    folder = ablation.run_dir(tmp_path, "default", 0)
+    (folder / "videoqa").mkdir(parents=True)
+    (folder / "videoqa" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9}))
+    stages = ablation.stage_commands("default", 0, tmp_path, settings)
+    record = {"row": "default", "seed": 0, "arguments": ablation.arguments_of(stages), "seconds": {"videoqa": 1.0},
+              "machine": ablation.machine(), "preset": ablation.preset_digest()}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(record))
+    same = ablation.run_one("default", 0, tmp_path, settings, env={}, collect_only=True)
+    assert (same["status"], same["metrics"]["test_accuracy"], same["preset"]) == ("reused", 0.9, record["preset"])
+
+    preset = tmp_path / "mcg-tiny.json"  # the preset edited since the run: same row arguments, another model
+    preset.write_text(json.dumps({**json.loads(ablation.PRESET_FILE.read_text()), "projection_dim": 48}))
+    monkeypatch.setattr(ablation, "PRESET_FILE", preset)
+    ablation.preset_digest.cache_clear()
+    try:
+        edited = ablation.run_one("default", 0, tmp_path, settings, env={}, collect_only=True)
+    finally:
+        ablation.preset_digest.cache_clear()
+    assert edited["status"] == "failed" and "metrics" not in edited
+    assert "made from another mcg-tiny.json" in edited["error"] and str(folder) in edited["error"]
 
 
 def test_collect_only_writes_the_table_of_the_finished_runs_and_trains_nothing(smoke):
