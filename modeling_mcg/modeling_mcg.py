@@ -1134,7 +1134,10 @@ class MCGModel(MCGPreTrainedModel):
         else:
             _check_video_inputs(self.config, pixel_values_videos, video_frame_mask)
             _check_video_index(video_index, input_ids.shape[0], pixel_values_videos.shape[0])
-        video = self.encode_video(pixel_values_videos, video_frame_mask, None, return_cls_attention, **kwargs)
+        # per video: the fusor reads each video once through `video_index`; the outputs are picked per question below
+        video = self.encode_video(
+            pixel_values_videos, video_frame_mask, return_cls_attention=return_cls_attention, **kwargs
+        )
         question = self.encode_text(input_ids, attention_mask, **kwargs)
         fused, fused_mask = self.fuse(
             question.last_hidden_state,
