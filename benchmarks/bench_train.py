@@ -34,6 +34,13 @@ passed once with `video_index`, so the cross-attention projects keys and values 
 states repeated per question.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --shared-videos --reps 30  # (~1 min)
+
+`--tcl-loss` times `losses.token_contrastive_loss` forward+backward, today's against the one in `losses.py` at git
+revision `--baseline`, on the tokens of those batches (one sample per question: mcg-tiny 32 x 256 video tokens,
+mid 8 x 784; 12 words, 3 of them padding in half the samples; the models' projection sizes), and checks that both
+give the same loss and gradients.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py --tcl-loss --reps 30  # (~1 min)
 """
 
 from __future__ import annotations
@@ -41,11 +48,13 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import importlib.util
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -476,6 +485,101 @@ def verdict_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def losses_at(revision: str):
+    """`modeling_mcg/losses.py` as it was at git `revision`, imported as a module of its own."""
+    repo = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", f"{revision}:modeling_mcg/losses.py"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "losses_baseline.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("losses_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tcl_loss_cell(name: str, device: torch.device, reps: int, baseline, frames: int = 16, words: int = 12) -> dict:
+    """TCL forward+backward on one batch's tokens: today's `token_contrastive_loss` against `baseline`'s."""
+    from modeling_mcg import losses
+
+    spec = SHARED_VIDEOS[name]
+    model, _ = build(name, spec["resolution"], device, frames)
+    config = model.config
+    del model
+    b, e = spec["questions"], config.projection_dim
+    k = frames * (spec["resolution"] // config.vision_config.patch_size) ** 2
+    g = torch.Generator().manual_seed(0)
+    video = torch.nn.functional.normalize(torch.randn(b, k, e, generator=g), dim=-1).to(device)
+    text = torch.nn.functional.normalize(torch.randn(b, words, e, generator=g), dim=-1).to(device)
+    word_mask = torch.ones(b, words, dtype=torch.bool, device=device)
+    word_mask[::2, -3:] = False
+    video_mask = torch.ones(b, k, dtype=torch.bool, device=device)
+    video_weights = losses.clipped_importance(torch.rand(b, k, generator=g).to(device), video_mask)
+    word_weights = losses.clipped_importance(torch.rand(b, words, generator=g).to(device), word_mask)
+
+    def method(module):
+        def step():
+            v, t = video.clone().requires_grad_(), text.clone().requires_grad_()
+            loss = module.token_contrastive_loss(v, t, video_weights, word_weights, video_mask, word_mask, 0.1)
+            loss.backward()
+            return loss.detach(), v.grad, t.grad
+
+        return step
+
+    methods = {"baseline": method(baseline), "today": method(losses)}
+    results = {label: m() for label, m in methods.items()}  # warm-up, and the values compared below
+    for today, before in zip(results["today"], results["baseline"]):
+        torch.testing.assert_close(today, before, rtol=1e-5, atol=1e-6)
+    times = interleaved(methods, reps, device)
+    return {
+        "model": name,
+        "device": str(device),
+        "batch": b,
+        "video_tokens": k,
+        "words": words,
+        "projection_dim": e,
+        "times": times,
+        "speedup": times["baseline"]["median_wall_ms"] / times["today"]["median_wall_ms"],
+    }
+
+
+def tcl_loss(args, argv: list[str] | None, reps: int, devices: list[str]) -> dict:
+    start = time.perf_counter()
+    env = environment(pick_device("auto"))
+    baseline = losses_at(args.baseline)
+    cells = [
+        tcl_loss_cell(name, pick_device(device), reps, baseline)
+        for device in devices
+        for name in args.models.split(",")
+    ]
+    lines = [
+        f"| model | device | samples x video tokens | words | projection | {args.baseline}, ms | today, ms | speedup |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        t = c["times"]
+        lines.append(
+            f"| {c['model']} | {c['device']} | {c['batch']} x {c['video_tokens']} | {c['words']} | "
+            f"{c['projection_dim']} | {t['baseline']['median_wall_ms']:.2f} | {t['today']['median_wall_ms']:.2f} | "
+            f"{c['speedup']:.2f}x |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    results = {
+        "command": command_line("bench_train.py", args.quick, argv),
+        "baseline": args.baseline,
+        "repetitions": reps,
+        "environment": env,
+        "load_average_end": os.getloadavg(),
+        "cells": cells,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "table": table,
+    }
+    write_results(results, "train_tcl_loss", args.quick, args.output)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="time only the 16-frame cells (memory for all)")
@@ -490,6 +594,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--shared-videos", action="store_true", help="time the fusor on questions sharing videos (see the docstring)"
     )
+    parser.add_argument(
+        "--tcl-loss", action="store_true", help="time the TCL loss against --baseline's (see the docstring)"
+    )
+    parser.add_argument("--baseline", default="7677858", help="git revision of losses.py that --tcl-loss compares to")
     parser.add_argument("--_rss-cell", dest="rss_cell", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_cell:
@@ -502,6 +610,8 @@ def main(argv: list[str] | None = None) -> dict:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if args.shared_videos:
         return shared_videos(args, argv, reps, devices)
+    if args.tcl_loss:
+        return tcl_loss(args, argv, reps, devices)
     frames = [int(f) for f in args.frames.split(",")]
     time_frames = {int(f) for f in (args.time_frames or ("16" if args.quick else args.frames)).split(",") if f}
     rss_frames = {int(f) for f in args.rss_frames.split(",") if f}

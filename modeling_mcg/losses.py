@@ -162,16 +162,25 @@ def _read_and_contrast(queries, keys, query_mask, key_mask, query_weights, tempe
     """One direction of TCL: every query token reads the other modality by soft attention, then must pick its own
     read-out among the read-outs of the other query tokens of the same sample (symmetric cross-entropy)."""
     neg = torch.finfo(queries.dtype).min
-    attn = queries @ keys.transpose(1, 2) / temperature  # (b, q, k)
-    attn = attn.masked_fill(~key_mask[:, None, :], neg).softmax(dim=-1)
-    read = F.normalize(attn @ keys, dim=-1)  # (b, q, e): the read-outs, re-normalised on both sides
-    sim = queries @ read.transpose(1, 2) / temperature  # (b, q, q): query i vs read-out of query j
+    # the temperature scales the (b, q, e) queries, not the (b, q, q) similarities: one pass over the small tensor
+    queries = queries / temperature
+    logits = queries @ keys.transpose(1, 2)  # (b, q, k)
+    attn = logits.masked_fill(~key_mask[:, None, :], neg).softmax(dim=-1)
+    read = attn @ keys  # (b, q, e): the read-outs, re-normalised below
+    read_norm = read.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # F.normalize's eps
+    if keys.shape[1] < keys.shape[2]:
+        # query i · read-out j = logits_i · attn_j / |read_j|: with fewer keys than channels the (b, q, q) scores
+        # cost a product over the k keys instead of the e channels (video tokens reading a dozen words)
+        sim = logits @ (attn / read_norm).transpose(1, 2)
+    else:
+        sim = queries @ (read / read_norm).transpose(1, 2)
+    sim = _at_least_fp32(sim)  # (b, q, q): query i vs read-out of query j
     pair_mask = query_mask[:, :, None] & query_mask[:, None, :]
-    sim = _at_least_fp32(sim)
     sim = sim.masked_fill(~pair_mask, torch.finfo(sim.dtype).min)
-    targets = torch.arange(sim.shape[1], device=sim.device).expand(sim.shape[0], -1)  # (b, q)
-    row = F.cross_entropy(sim.transpose(1, 2), targets, reduction="none")  # (b, q): CE(S[i, :], i)
-    col = F.cross_entropy(sim, targets, reduction="none")  # (b, q): CE(S[:, i], i)
+    # the cross-entropies with target i are the diagonals of the row- and column-wise log-softmax; taken this way
+    # neither needs a transposed copy of the (b, q, q) scores (1.2-1.4x faster, benchmarks/README)
+    row = -sim.log_softmax(dim=2).diagonal(dim1=1, dim2=2)  # (b, q): CE(S[i, :], i)
+    col = -sim.log_softmax(dim=1).diagonal(dim1=1, dim2=2)  # (b, q): CE(S[:, i], i)
     per_token = 0.5 * (row + col) * query_mask
     return (per_token * query_weights).sum(dim=1).mean()
 

@@ -29,3 +29,25 @@ def test_shared_videos_benchmark_times_both_fusor_paths_and_writes_its_table(tmp
     assert cell["speedup"] > 0
     assert "| mcg-tiny | cpu | 32 / 6 | 257 |" in run.stdout
     assert results["command"].startswith("python benchmarks/bench_train.py --shared-videos")
+
+
+def test_tcl_loss_benchmark_checks_today_against_the_baseline_revision_and_times_both(tmp_path):
+    output = tmp_path / "tcl.json"
+    run = subprocess.run(
+        [sys.executable, "bench_train.py", "--tcl-loss", "--models", "mcg-tiny", "--reps", "2"]
+        + ["--devices", "cpu", "--baseline", "7677858", "--output", str(output)],
+        cwd=BENCHMARKS,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(output.read_text())
+    (cell,) = results["cells"]
+    assert (cell["model"], cell["batch"], cell["video_tokens"], cell["words"]) == ("mcg-tiny", 32, 256, 12)
+    for method in ("baseline", "today"):
+        assert len(cell["times"][method]["wall_ms"]) == 2
+    assert cell["speedup"] > 0
+    assert "| mcg-tiny | cpu | 32 x 256 | 12 | 32 |" in run.stdout
+    assert results["baseline"] == "7677858"

@@ -73,8 +73,11 @@ def naive_direction(queries, keys, qmask, kmask, weights, tau):
     return total
 
 
-def test_tcl_matches_naive_loop_in_value_and_gradient():
-    b, k, m, e = 3, 6, 5, 8
+# e = 8: both directions have fewer keys than channels and contract the scores over the keys; e = 4: over the
+# channels; e = 6: the video tokens (5 words as keys) one way, the words (6 video tokens as keys) the other
+@pytest.mark.parametrize("e", [8, 4, 6])
+def test_tcl_matches_naive_loop_in_value_and_gradient(e):
+    b, k, m = 3, 6, 5
     video, words = _unit(b, k, e, seed=3), _unit(b, m, e, seed=4)
     video_mask = torch.ones(b, k, dtype=torch.bool)
     video_mask[1, 4:] = False
