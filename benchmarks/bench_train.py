@@ -38,7 +38,8 @@ states repeated per question.
 `--tcl-loss` times `losses.token_contrastive_loss` forward+backward, today's against the one in `losses.py` at git
 revision `--baseline`, on the tokens of those batches (one sample per question: mcg-tiny 32 x 256 video tokens,
 mid 8 x 784; 12 words, 3 of them padding in half the samples; the models' projection sizes), and checks that both
-give the same loss and gradients.
+give the same loss and gradients; then mcg-tiny's whole training step on that batch without TCL, with TCL by the
+baseline's loss and with today's.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --tcl-loss --reps 30  # (~1 min)
 """
@@ -544,6 +545,41 @@ def tcl_loss_cell(name: str, device: torch.device, reps: int, baseline, frames: 
     }
 
 
+def tcl_step_cell(name: str, device: torch.device, reps: int, baseline, frames: int = 16) -> dict:
+    """The whole training step (forward, backward, AdamW) on questions that share videos (`SHARED_VIDEOS`) without
+    TCL, with TCL (weight 0.1) computed by `baseline`'s loss, and with today's."""
+    import modeling_mcg.modeling_mcg as modeling
+
+    spec = SHARED_VIDEOS[name]
+    model, optimizer = build(name, spec["resolution"], device, frames)
+    config = model.config
+    inputs = make_batch(config, spec["questions"], frames, spec["resolution"], device)
+    inputs["pixel_values_videos"] = inputs["pixel_values_videos"][: spec["videos"]]
+    inputs["video_index"] = torch.arange(spec["questions"], device=device) % spec["videos"]
+    today = modeling.token_contrastive_loss
+
+    def method(weight, loss_function):
+        def step():
+            config.tcl_loss_weight = weight
+            modeling.token_contrastive_loss = loss_function
+            try:
+                train_step(model, optimizer, inputs, "fp32", device)
+            finally:
+                modeling.token_contrastive_loss = today
+
+        return step
+
+    methods = {
+        "no_tcl": method(0.0, today),
+        "tcl_baseline": method(0.1, baseline.token_contrastive_loss),
+        "tcl_today": method(0.1, today),
+    }
+    for step in methods.values():
+        step()  # warm-up
+    times = interleaved(methods, reps, device)
+    return {"model": name, "device": str(device), **spec, "frames": frames, "times": times}
+
+
 def tcl_loss(args, argv: list[str] | None, reps: int, devices: list[str]) -> dict:
     start = time.perf_counter()
     env = environment(pick_device("auto"))
@@ -564,11 +600,30 @@ def tcl_loss(args, argv: list[str] | None, reps: int, devices: list[str]) -> dic
             f"{c['projection_dim']} | {t['baseline']['median_wall_ms']:.2f} | {t['today']['median_wall_ms']:.2f} | "
             f"{c['speedup']:.2f}x |"
         )
+    steps = [
+        tcl_step_cell(name, pick_device(device), reps, baseline)
+        for device in devices
+        for name in args.models.split(",")
+        if name == "mcg-tiny"  # the model of the runs that train with TCL (the ablation's aux rows, pretraining)
+    ]
+    lines += [
+        "",
+        f"| model | device | questions / videos | step without TCL, ms | with TCL ({args.baseline}), ms "
+        "| with TCL (today), ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in steps:
+        t = c["times"]
+        lines.append(
+            f"| {c['model']} | {c['device']} | {c['questions']} / {c['videos']} | {t['no_tcl']['median_wall_ms']:.1f} "
+            f"| {t['tcl_baseline']['median_wall_ms']:.1f} | {t['tcl_today']['median_wall_ms']:.1f} |"
+        )
     table = "\n".join(lines)
     print(table)
     results = {
         "command": command_line("bench_train.py", args.quick, argv),
         "baseline": args.baseline,
+        "steps": steps,
         "repetitions": reps,
         "environment": env,
         "load_average_end": os.getloadavg(),

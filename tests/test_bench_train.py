@@ -51,3 +51,7 @@ def test_tcl_loss_benchmark_checks_today_against_the_baseline_revision_and_times
     assert cell["speedup"] > 0
     assert "| mcg-tiny | cpu | 32 x 256 | 12 | 32 |" in run.stdout
     assert results["baseline"] == "7677858"
+    (step,) = results["steps"]
+    for method in ("no_tcl", "tcl_baseline", "tcl_today"):
+        assert len(step["times"][method]["wall_ms"]) == 2
+    assert "| mcg-tiny | cpu | 32 / 6 |" in run.stdout
