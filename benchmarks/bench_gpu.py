@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import torch
 from bench_generate import environment, mid_config
-from report import REPO, command_line
+from report import REPO, command_line, module_at
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -211,18 +210,7 @@ def count_program_operators(
 def baseline_model_class(revision: str):
     """`MCGForVideoQuestionAnswering` as defined by `modeling_mcg/modeling_mcg.py` at git `revision`, imported beside
     today's package (its relative imports resolve to today's configuration and losses)."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:modeling_mcg/modeling_mcg.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "modeling_mcg_baseline.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("modeling_mcg.modeling_mcg_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = module_at(revision, "modeling_mcg/modeling_mcg.py", "modeling_mcg.modeling_mcg_baseline")
     return module.MCGForVideoQuestionAnswering
 
 

@@ -49,13 +49,11 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import importlib.util
 import json
 import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -71,7 +69,7 @@ from bench_generate import (  # noqa: E402
     sync,
     tiny_config,
 )
-from report import command_line, write_results  # noqa: E402
+from report import command_line, module_at, write_results  # noqa: E402
 
 from modeling_mcg import MCGForVideoQuestionAnswering  # noqa: E402
 
@@ -486,20 +484,6 @@ def verdict_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def losses_at(revision: str):
-    """`modeling_mcg/losses.py` as it was at git `revision`, imported as a module of its own."""
-    repo = Path(__file__).resolve().parents[1]
-    source = subprocess.run(
-        ["git", "show", f"{revision}:modeling_mcg/losses.py"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "losses_baseline.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("losses_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def tcl_loss_cell(name: str, device: torch.device, reps: int, baseline, frames: int = 16, words: int = 12) -> dict:
     """TCL forward+backward on one batch's tokens: today's `token_contrastive_loss` against `baseline`'s."""
     from modeling_mcg import losses
@@ -583,7 +567,7 @@ def tcl_step_cell(name: str, device: torch.device, reps: int, baseline, frames: 
 def tcl_loss(args, argv: list[str] | None, reps: int, devices: list[str]) -> dict:
     start = time.perf_counter()
     env = environment(pick_device("auto"))
-    baseline = losses_at(args.baseline)
+    baseline = module_at(args.baseline, "modeling_mcg/losses.py", "losses_baseline")
     cells = [
         tcl_loss_cell(name, pick_device(device), reps, baseline)
         for device in devices
@@ -620,19 +604,8 @@ def tcl_loss(args, argv: list[str] | None, reps: int, devices: list[str]) -> dic
         )
     table = "\n".join(lines)
     print(table)
-    results = {
-        "command": command_line("bench_train.py", args.quick, argv),
-        "baseline": args.baseline,
-        "steps": steps,
-        "repetitions": reps,
-        "environment": env,
-        "load_average_end": os.getloadavg(),
-        "cells": cells,
-        "wall_s": round(time.perf_counter() - start, 1),
-        "table": table,
-    }
-    write_results(results, "train_tcl_loss", args.quick, args.output)
-    return results
+    extra = {"baseline": args.baseline, "steps": steps}
+    return write_comparison("train_tcl_loss", args, argv, reps, env, start, cells, table, **extra)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -746,8 +719,14 @@ def shared_videos(args, argv: list[str] | None, reps: int, devices: list[str]) -
     ]
     table = shared_videos_table(cells)
     print(table)
+    return write_comparison("train_shared_videos", args, argv, reps, env, start, cells, table)
+
+
+def write_comparison(name, args, argv, reps, env, start, cells, table, **extra) -> dict:
+    """The results file of `--shared-videos` and `--tcl-loss`."""
     results = {
         "command": command_line("bench_train.py", args.quick, argv),
+        **extra,
         "repetitions": reps,
         "environment": env,
         "load_average_end": os.getloadavg(),
@@ -755,7 +734,7 @@ def shared_videos(args, argv: list[str] | None, reps: int, devices: list[str]) -
         "wall_s": round(time.perf_counter() - start, 1),
         "table": table,
     }
-    write_results(results, "train_shared_videos", args.quick, args.output)
+    write_results(results, name, args.quick, args.output)
     return results
 
 
