@@ -72,11 +72,13 @@ class MCGVisionConfig(PreTrainedConfig):
             how that patch changed since the previous sampled frame (its own patch projection, `motion_embedding`).
             A moving edge then shows as a signed pattern inside one token, where frame content alone has to be
             compared across patches and frames by attention. `"none"` is the paper's (and TimeSformer's) encoder,
-            which official and TimeSformer checkpoints load into unchanged. The tiny preset uses
-            `"frame_difference"`: in `make demo` it lifted direction-of-motion accuracy from 0.32 (chance 0.25) to
-            0.94, and from 0.31 to 0.60 (3 seeds each) in the ablation's medium table, rows `motion=none` and
-            `default` (benchmarks/README.md). With `patch_embedding_type="conv_stem"` the change enters the stem as
-            `num_channels` more input channels instead.
+            which official and TimeSformer checkpoints load into unchanged. With the linear patch embedding the
+            frame difference is what makes direction learnable for a small model trained from scratch: in the
+            ablation's demo-size table it took direction-of-motion accuracy from 0.40 to 0.91 (chance 0.25). Behind
+            the convolutional stem frames alone reach 0.76 and keep the shapes the difference costs, so the tiny
+            preset (stem) uses `"none"`: 0.878 ± 0.056 overall against 0.825 ± 0.023 with the difference
+            (benchmarks/README.md, stem-preset demo table, rows `motion=none` and `default`). With
+            `patch_embedding_type="conv_stem"` the change enters the stem as `num_channels` more input channels.
         patch_embedding_type (`str`, defaults to `"linear"`): `"linear"` is the paper's (and ViT's) patch embedding,
             one `patch_size`-strided convolution. `"conv_stem"` puts a small convolutional stem in front of it (as in
             "Early Convolutions Help Transformers See Better", Xiao et al. 2021): 3x3 stride-2 convolutions with ReLU,
@@ -84,13 +86,14 @@ class MCGVisionConfig(PreTrainedConfig):
             then projects those features with that stride. Each token is thus built from overlapping,
             translation-equivariant local features instead of one linear map of its own pixels, which a small model
             trained from scratch learns shapes from faster. `patch_size` must be a multiple of 4. Official and
-            TimeSformer checkpoints need `"linear"`. The tiny preset uses `"conv_stem"`: at the demo's 16 epochs it
-            gave 0.827 ± 0.017 over 5 seeds against 0.818 ± 0.012 for the linear embedding, within the spread
-            (`benchmarks/README.md`, the ablation's demo-size table, rows `stem=conv` and `image=32,patch=8`), and
-            0.873 against 0.823 in `make demo`. On a CPU it makes a training step about 1.2x slower.
+            TimeSformer checkpoints need `"linear"`. The tiny preset uses `"conv_stem"`: at the demo's 16 epochs
+            (both with the frame-difference input) it gave 0.827 ± 0.017 over 5 seeds against 0.818 ± 0.012 for the
+            linear embedding, within the spread (`benchmarks/README.md`, the ablation's demo-size table, rows
+            `stem=conv` and `image=32,patch=8`), and 0.873 against 0.823 in `make demo`; without that input it
+            learns direction from the frames alone (`motion_input`). On a CPU it makes a training step about 1.2x slower.
         conv_stem_width (`int`, defaults to 32): channels of the stem's first convolution. Keep it at least the 4 x
-            input channels that each of its stride-2 outputs condenses (2x2 pixels): with the tiny preset's 6 input
-            channels (frame and change), 16 trained worse than the linear patch embedding (benchmarks/README.md).
+            input channels that each of its stride-2 outputs condenses (2x2 pixels): with 6 input channels (frame and
+            change), 16 trained worse than the linear patch embedding (benchmarks/README.md).
         layer_norm_eps (`float`, defaults to 1e-6), qkv_bias (`bool`, defaults to `True`).
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, rising linearly from 0 over the blocks.

@@ -160,6 +160,18 @@ def test_conv_stem_tells_a_motion_from_its_reverse_only_with_the_frame_differenc
     assert gaps["none"] < 1e-5 and gaps["frame_difference"] > 1e-3
 
 
+def test_with_the_tiny_presets_temporal_embedding_frames_alone_tell_a_motion_from_its_reverse():
+    """The tiny preset has no frame-difference input: the temporal embedding (started at std 2.0 there) tells the
+    frames apart, so the pooled video features of a motion and of the same motion played backwards differ."""
+    moving = _square_sliding_right()
+    vision = {"patch_embedding_type": "conv_stem", "motion_input": "none", "temporal_embedding_init_std": 2.0}
+    model = MCGModel(tiny_config(vision=vision)).eval()
+    with torch.no_grad():
+        forward = model.get_video_features(moving).last_hidden_state
+        backward = model.get_video_features(moving.flip(1)).last_hidden_state
+    assert (forward - backward).abs().max() > 1e-3
+
+
 def test_frame_count_is_free_at_run_time():
     model = _qa(tiny_config())
     for frames in (1, 2, 4, 9):
