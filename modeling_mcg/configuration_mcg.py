@@ -77,7 +77,8 @@ class MCGVisionConfig(PreTrainedConfig):
             ablation's demo-size table it took direction-of-motion accuracy from 0.40 to 0.91 (chance 0.25). Behind
             the convolutional stem frames alone reach 0.76 and keep the shapes the difference costs, so the tiny
             preset (stem) uses `"none"`: 0.878 ± 0.056 overall against 0.825 ± 0.023 with the difference
-            (benchmarks/README.md, stem-preset demo table, rows `motion=none` and `default`). With
+            (benchmarks/README.md, stem-preset demo table, rows `motion=none` and `default`); over 5 seeds 0.848 ±
+            0.071, though one seed in five leaves direction near chance. With
             `patch_embedding_type="conv_stem"` the change enters the stem as `num_channels` more input channels.
         patch_embedding_type (`str`, defaults to `"linear"`): `"linear"` is the paper's (and ViT's) patch embedding,
             one `patch_size`-strided convolution. `"conv_stem"` puts a small convolutional stem in front of it (as in
