@@ -91,7 +91,8 @@ class MCGVisionConfig(PreTrainedConfig):
             (both with the frame-difference input) it gave 0.827 ± 0.017 over 5 seeds against 0.818 ± 0.012 for the
             linear embedding, within the spread (`benchmarks/README.md`, the ablation's demo-size table, rows
             `stem=conv` and `image=32,patch=8`), and 0.873 against 0.823 in `make demo`; without that input it
-            learns direction from the frames alone (`motion_input`). On a CPU it makes a training step about 1.2x slower.
+            learns direction from the frames alone (`motion_input`). On a CPU it makes a training step about 1.2x
+            slower.
         conv_stem_width (`int`, defaults to 32): channels of the stem's first convolution. Keep it at least the 4 x
             input channels that each of its stride-2 outputs condenses (2x2 pixels): with 6 input channels (frame and
             change), 16 trained worse than the linear patch embedding (benchmarks/README.md).
