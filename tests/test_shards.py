@@ -411,19 +411,28 @@ def test_reader_names_missing_shards_and_folders_without_an_index(tmp_path):
 # ---------------------------------------------------------------------------------------------- killed job
 
 TRAINING_SCRIPT = """
-import json, os, sys, time
+import glob, json, os, sys, time
 import torch
 import torch.distributed as dist
 from modeling_mcg.data.shards import ShardedVideoDataset, shard_dataloader
 
 shards, out, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 dist.init_process_group("gloo")  # RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the environment
-rank = dist.get_rank()
+rank, world_size = dist.get_rank(), dist.get_world_size()
 dataset = ShardedVideoDataset(shards, shuffle_buffer=4, seed=7)  # rank and world size from torch.distributed
-checkpoint = os.path.join(out, f"checkpoint-rank{rank}.json")
-seen = []
-if os.path.exists(checkpoint):  # resume: the data state and what was trained on, saved together
-    with open(checkpoint) as handle:
+
+
+def saved_steps(r):
+    return {int(path.rsplit("step", 1)[1][: -len(".json")]) for path in glob.glob(os.path.join(out, f"rank{r}-step*.json"))}
+
+
+# Resume from the last step every rank saved, as a Trainer resumes from a complete checkpoint folder: a kill can land
+# after one rank saved step n and before the other did, and ranks resumed at different steps would run different
+# numbers of collective steps.
+common = set.intersection(*(saved_steps(r) for r in range(world_size)))
+step, seen = max(common, default=0), []
+if step:  # resume: the data state and what was trained on, saved together
+    with open(os.path.join(out, f"rank{rank}-step{step}.json")) as handle:
         saved = json.load(handle)
     dataset.load_state_dict(saved["data_state"])
     seen = saved["seen"]
@@ -436,11 +445,19 @@ while dataset.state_dict()["epoch"] < epochs:
         dist.all_reduce(torch.ones(1))  # a training step: the processes advance together
         time.sleep(0.05)
         seen += [[epoch, key] for key in batch["keys"]]
+        step += 1
+        checkpoint = os.path.join(out, f"rank{rank}-step{step}.json")
         with open(checkpoint + ".tmp", "w") as handle:  # a checkpoint after every step
             json.dump({"data_state": dataset.state_dict(), "seen": seen}, handle)
         os.replace(checkpoint + ".tmp", checkpoint)
 dist.destroy_process_group()
 """
+
+
+def last_checkpoint(out, rank):
+    """The data state and trained-on samples of `rank`'s last saved step."""
+    steps = [int(path.stem.split("step")[1]) for path in out.glob(f"rank{rank}-step*.json")]
+    return json.loads((out / f"rank{rank}-step{max(steps)}.json").read_text())
 
 
 def launch(script, shards, out, epochs, port):
@@ -461,9 +478,8 @@ def test_a_two_process_job_killed_mid_epoch_resumes_and_sees_every_sample_once_p
     out.mkdir()
 
     processes = launch(script, tmp_path / "shards", out, 2, free_port())
-    checkpoint = out / "checkpoint-rank1.json"
     deadline = time.monotonic() + 300  # starting two processes that import torch is slow on a busy machine
-    while not (checkpoint.exists() and len(json.loads(checkpoint.read_text())["seen"]) >= 6):  # a few steps in
+    while not (out / "rank1-step3.json").exists():  # a few steps in
         assert all(p.poll() is None for p in processes), "a training process exited early"
         assert time.monotonic() < deadline, "the training processes made no progress"
         time.sleep(0.05)
@@ -471,12 +487,11 @@ def test_a_two_process_job_killed_mid_epoch_resumes_and_sees_every_sample_once_p
     processes[0].send_signal(signal.SIGKILL)  # the job goes down with it
     for process in processes:
         process.wait(timeout=30)
-    killed_at = [json.loads((out / f"checkpoint-rank{r}.json").read_text()) for r in (0, 1)]
-    assert all(0 < len(c["seen"]) < 20 for c in killed_at)  # mid-epoch on both ranks
+    assert all(0 < len(last_checkpoint(out, r)["seen"]) < 20 for r in (0, 1))  # mid-epoch on both ranks
 
     processes = launch(script, tmp_path / "shards", out, 2, free_port())
     assert [p.wait(timeout=300) for p in processes] == [0, 0]
-    seen = [entry for r in (0, 1) for entry in json.loads((out / f"checkpoint-rank{r}.json").read_text())["seen"]]
+    seen = [entry for r in (0, 1) for entry in last_checkpoint(out, r)["seen"]]
     everything = Counter(s["key"] for s in samples)
     for epoch in (0, 1):
         assert Counter(key for e, key in seen if e == epoch) == everything
