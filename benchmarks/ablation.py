@@ -90,6 +90,9 @@ ROWS: dict[str, Variant] = {
     "default": Variant(),
     "motion=none": Variant(finetune="--config_overrides vision_config.motion_input=none"),
     "motion=frame_difference": Variant(finetune="--config_overrides vision_config.motion_input=frame_difference"),
+    "motion=frame_difference_tokens": Variant(
+        finetune="--config_overrides vision_config.motion_input=frame_difference_tokens"
+    ),
     "stem=linear": Variant(finetune="--config_overrides vision_config.patch_embedding_type=linear"),
     "stem=conv": Variant(finetune="--config_overrides vision_config.patch_embedding_type=conv_stem"),
     "temporal_init=0": Variant(finetune="--config_overrides vision_config.temporal_embedding_init_std=0.0"),

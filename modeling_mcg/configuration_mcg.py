@@ -12,7 +12,7 @@ from transformers import PreTrainedConfig
 
 VISION_ATTENTION_TYPES = ("divided_space_time",)
 TEMPORAL_POOLING_TYPES = ("mean", "none")
-MOTION_INPUTS = ("none", "frame_difference")
+MOTION_INPUTS = ("none", "frame_difference", "frame_difference_tokens")
 PATCH_EMBEDDING_TYPES = ("linear", "conv_stem")
 TEMPORAL_INTERPOLATION_MODES = ("nearest", "linear")
 FUSION_TYPES = ("cross", "concat")
@@ -80,6 +80,8 @@ class MCGVisionConfig(PreTrainedConfig):
             (benchmarks/README.md, stem-preset demo table, rows `motion=none` and `default`); over 5 seeds 0.848 ±
             0.071, though one seed in five leaves direction near chance. With
             `patch_embedding_type="conv_stem"` the change enters the stem as `num_channels` more input channels.
+            `"frame_difference_tokens"` keeps the stem on the frames alone and gives the change its own patch
+            projection added to the tokens, as the linear patch embedding does with `"frame_difference"`.
         patch_embedding_type (`str`, defaults to `"linear"`): `"linear"` is the paper's (and ViT's) patch embedding,
             one `patch_size`-strided convolution. `"conv_stem"` puts a small convolutional stem in front of it (as in
             "Early Convolutions Help Transformers See Better", Xiao et al. 2021): 3x3 stride-2 convolutions with ReLU,

@@ -415,8 +415,8 @@ class MCGConvStem(nn.Sequential):
 
 class MCGVisionEmbeddings(nn.Module):
     """Patch embedding (after a convolutional stem with `patch_embedding_type="conv_stem"`) + [CLS] + learned
-    spatial position embedding + learned temporal embedding (zeros at init), and with
-    `motion_input="frame_difference"` the embedding of each patch's change since the previous frame.
+    spatial position embedding + learned temporal embedding (zeros at init), and with a `motion_input` the
+    embedding of each patch's change since the previous frame.
 
     Both position embeddings are resized on the fly, so any frame count and any multiple-of-patch resolution works.
     """
@@ -425,19 +425,21 @@ class MCGVisionEmbeddings(nn.Module):
         super().__init__()
         d = vision_config.hidden_size
         self.config = vision_config
-        motion = vision_config.motion_input == "frame_difference"
+        motion = vision_config.motion_input != "none"
+        # with the stem, "frame_difference" feeds the change to it as more input channels; otherwise the change has
+        # its own patch projection, added to the tokens
+        stem_sees_change = vision_config.motion_input == "frame_difference"
         channels, stride = vision_config.num_channels, vision_config.patch_size
         self.conv_stem = None
         if vision_config.patch_embedding_type == "conv_stem":
-            # the frame change joins the frame as input channels, so the stem's nonlinearity sees both together
-            self.conv_stem = MCGConvStem(vision_config, channels * (2 if motion else 1))
+            self.conv_stem = MCGConvStem(vision_config, channels * (2 if stem_sees_change else 1))
             channels, stride = self.conv_stem.out_channels, self.conv_stem.remaining_stride
         self.patch_embedding = nn.Conv2d(channels, d, kernel_size=stride, stride=stride)
         self.class_embedding = nn.Parameter(torch.zeros(d))
         self.position_embedding = nn.Parameter(torch.zeros(1, 1 + vision_config.num_patches, d))
         self.temporal_embedding = nn.Parameter(torch.zeros(1, vision_config.num_frames, d))
         self.motion_embedding = None
-        if motion and self.conv_stem is None:
+        if motion and not (stem_sees_change and self.conv_stem is not None):
             self.motion_embedding = nn.Conv2d(
                 vision_config.num_channels, d, kernel_size=vision_config.patch_size, stride=vision_config.patch_size,
                 bias=False,
@@ -471,17 +473,18 @@ class MCGVisionEmbeddings(nn.Module):
         b, t = pixel_values_videos.shape[:2]
         video = pixel_values_videos.to(self.patch_embedding.weight.dtype)
         change = None
-        if self.config.motion_input == "frame_difference":
+        if self.config.motion_input != "none":
             # frame t - frame t-1 (zero for the first): where an object moves, its leading edge turns positive and
             # its trailing edge negative inside the same patch, so one token carries the direction
             change = torch.cat([torch.zeros_like(video[:, :1]), video[:, 1:] - video[:, :-1]], dim=1)
         if self.conv_stem is not None:
-            stem_input = video if change is None else torch.cat([video, change], dim=2)  # (b, t, c or 2c, H, W)
+            stem_sees_change = change is not None and self.motion_embedding is None
+            stem_input = torch.cat([video, change], dim=2) if stem_sees_change else video  # (b, t, c or 2c, H, W)
             patches = self.patch_embedding(self.conv_stem(stem_input.flatten(0, 1)))  # (b t, d, gh, gw)
         else:
             patches = self.patch_embedding(video.flatten(0, 1))  # (b t, d, gh, gw)
-            if change is not None:
-                patches = patches + self.motion_embedding(change.flatten(0, 1))
+        if self.motion_embedding is not None:
+            patches = patches + self.motion_embedding(change.flatten(0, 1))
         grid_h, grid_w = patches.shape[-2:]
         # (b t, n, d), made contiguous once here: otherwise the conv's channels-first strides would be inherited by
         # every later elementwise result

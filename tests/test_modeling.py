@@ -67,7 +67,7 @@ def test_output_shapes(pooling, pad_frames, fusion):
 
 
 @pytest.mark.parametrize("patch_embedding_type", ["linear", "conv_stem"])
-@pytest.mark.parametrize("motion_input", ["none", "frame_difference"])
+@pytest.mark.parametrize("motion_input", ["none", "frame_difference", "frame_difference_tokens"])
 def test_padded_frames_do_not_change_the_answer(motion_input, patch_embedding_type):
     """Whatever a padded frame contains, it must not reach the outputs of the real frames."""
     vision = {"temporal_pooling": "mean", "motion_input": motion_input, "patch_embedding_type": patch_embedding_type}
@@ -162,6 +162,27 @@ def test_conv_stem_tells_a_motion_from_its_reverse_only_with_the_frame_differenc
         m: _reverse_gap({"patch_embedding_type": "conv_stem", "motion_input": m}) for m in ("none", "frame_difference")
     }
     assert gaps["none"] < 1e-5 and gaps["frame_difference"] > 1e-3
+
+
+def test_frame_difference_tokens_keep_the_stem_on_the_frames_and_embed_the_change_apart():
+    """`motion_input="frame_difference_tokens"`: the stem sees the frames alone (its first convolution takes 3
+    channels, as without motion input) and the change has its own patch projection added to the tokens, so a still
+    video gives the frames-only model's features and a motion differs from its reverse."""
+    vision = {"patch_embedding_type": "conv_stem", "conv_stem_width": 5}
+    tokens = MCGModel(tiny_config(vision={**vision, "motion_input": "frame_difference_tokens"})).eval()
+    frames_only = MCGModel(tiny_config(vision={**vision, "motion_input": "none"})).eval()
+    embeddings = tokens.vision_model.embeddings
+    assert embeddings.conv_stem[0].in_channels == 3 and embeddings.motion_embedding.in_channels == 3
+    missing, unexpected = frames_only.load_state_dict(tokens.state_dict(), strict=False)
+    assert unexpected == ["vision_model.embeddings.motion_embedding.weight"] and not missing
+
+    still = torch.randn(2, 1, 3, 24, 24, generator=torch.Generator().manual_seed(5)).expand(2, 5, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            tokens.get_video_features(still.contiguous()).last_hidden_state,
+            frames_only.get_video_features(still.contiguous()).last_hidden_state,
+        )
+    assert _reverse_gap({**vision, "motion_input": "frame_difference_tokens"}) > 1e-3
 
 
 def test_with_the_tiny_presets_temporal_embedding_frames_alone_tell_a_motion_from_its_reverse():
