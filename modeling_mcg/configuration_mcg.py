@@ -68,20 +68,21 @@ class MCGVisionConfig(PreTrainedConfig):
             warm starts; a model trained from scratch only learns frame order reliably from a clearly non-zero start
             (the tiny preset uses 2.0: started at 0.0, a tiny model answers first/last-object questions about half as
             well; `benchmarks/README.md`, medium ablation table, row `temporal_init=0`).
-        motion_input (`str`, defaults to `"none"`): `"frame_difference"` adds to each patch token the embedding of
-            how that patch changed since the previous sampled frame (its own patch projection, `motion_embedding`).
-            A moving edge then shows as a signed pattern inside one token, where frame content alone has to be
-            compared across patches and frames by attention. `"none"` is the paper's (and TimeSformer's) encoder,
-            which official and TimeSformer checkpoints load into unchanged. With the linear patch embedding the
-            frame difference is what makes direction learnable for a small model trained from scratch: in the
-            ablation's demo-size table it took direction-of-motion accuracy from 0.40 to 0.91 (chance 0.25). Behind
-            the convolutional stem frames alone reach 0.76 and keep the shapes the difference costs, so the tiny
-            preset (stem) uses `"none"`: 0.878 ± 0.056 overall against 0.825 ± 0.023 with the difference
-            (benchmarks/README.md, stem-preset demo table, rows `motion=none` and `default`); over 5 seeds 0.848 ±
-            0.071, though one seed in five leaves direction near chance. With
-            `patch_embedding_type="conv_stem"` the change enters the stem as `num_channels` more input channels.
-            `"frame_difference_tokens"` keeps the stem on the frames alone and gives the change its own patch
-            projection added to the tokens, as the linear patch embedding does with `"frame_difference"`.
+        motion_input (`str`, defaults to `"none"`): `"none"` is the paper's (and TimeSformer's) encoder, which
+            official and TimeSformer checkpoints load into unchanged. The other two add each patch's change since the
+            previous sampled frame, so a moving edge shows as a signed pattern inside one token, where frame content
+            alone has to be compared across patches and frames by attention. `"frame_difference"` with the linear
+            patch embedding adds the change's own patch projection (`motion_embedding`) to the tokens, and with
+            `patch_embedding_type="conv_stem"` feeds the change to the stem as `num_channels` more input channels.
+            `"frame_difference_tokens"` always gives the change its own projection, so behind the stem the stem sees
+            the frames alone. With the linear patch embedding the frame difference is what makes direction of
+            motion learnable for a small model trained from scratch (0.40 to 0.91, chance 0.25; the ablation's
+            demo-size table). Behind the stem, frames alone learn it in some runs and not others (direction 0.34 to
+            0.86 over 12 runs), and the difference fed to the stem costs shape (0.728 against 0.931). The tiny preset
+            uses `"frame_difference_tokens"`: over 5 seeds 0.855 ± 0.012 with direction 0.910 ± 0.030, against
+            0.850 ± 0.055 and direction 0.712 ± 0.134 for frames alone on the same VM, though shape, first and last
+            are 0.06-0.08 lower (`benchmarks/README.md`, frames-only demo table, rows
+            `motion=frame_difference_tokens` and `default`).
         patch_embedding_type (`str`, defaults to `"linear"`): `"linear"` is the paper's (and ViT's) patch embedding,
             one `patch_size`-strided convolution. `"conv_stem"` puts a small convolutional stem in front of it (as in
             "Early Convolutions Help Transformers See Better", Xiao et al. 2021): 3x3 stride-2 convolutions with ReLU,
@@ -92,9 +93,8 @@ class MCGVisionConfig(PreTrainedConfig):
             TimeSformer checkpoints need `"linear"`. The tiny preset uses `"conv_stem"`: at the demo's 16 epochs
             (both with the frame-difference input) it gave 0.827 ± 0.017 over 5 seeds against 0.818 ± 0.012 for the
             linear embedding, within the spread (`benchmarks/README.md`, the ablation's demo-size table, rows
-            `stem=conv` and `image=32,patch=8`), and 0.873 against 0.823 in `make demo`; without that input it
-            learns direction from the frames alone (`motion_input`). On a CPU it makes a training step about 1.2x
-            slower.
+            `stem=conv` and `image=32,patch=8`), and 0.873 against 0.823 in `make demo`; the preset now gives the
+            change its own tokens instead (`motion_input`). On a CPU it makes a training step about 1.2x slower.
         conv_stem_width (`int`, defaults to 32): channels of the stem's first convolution. Keep it at least the 4 x
             input channels that each of its stride-2 outputs condenses (2x2 pixels): with 6 input channels (frame and
             change), 16 trained worse than the linear patch embedding (benchmarks/README.md).

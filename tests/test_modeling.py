@@ -185,9 +185,9 @@ def test_frame_difference_tokens_keep_the_stem_on_the_frames_and_embed_the_chang
     assert _reverse_gap({**vision, "motion_input": "frame_difference_tokens"}) > 1e-3
 
 
-def test_with_the_tiny_presets_temporal_embedding_frames_alone_tell_a_motion_from_its_reverse():
-    """The tiny preset has no frame-difference input: the temporal embedding (started at std 2.0 there) tells the
-    frames apart, so the pooled video features of a motion and of the same motion played backwards differ."""
+def test_with_a_non_zero_temporal_embedding_frames_alone_tell_a_motion_from_its_reverse():
+    """Without a frame-difference input the temporal embedding (started at std 2.0, as the tiny preset does) tells
+    the frames apart, so the pooled video features of a motion and of the same motion played backwards differ."""
     vision = {"patch_embedding_type": "conv_stem", "motion_input": "none", "temporal_embedding_init_std": 2.0}
     assert _reverse_gap(vision) > 1e-3
 
