@@ -81,8 +81,8 @@ class MCGVisionConfig(PreTrainedConfig):
             0.86 over 12 runs), and the difference fed to the stem costs shape (0.728 against 0.931). The tiny preset
             uses `"frame_difference_tokens"`: over 5 seeds 0.855 ± 0.012 with direction 0.910 ± 0.030, against
             0.850 ± 0.055 and direction 0.712 ± 0.134 for frames alone on the same VM, though shape, first and last
-            are 0.06-0.08 lower (`benchmarks/README.md`, frames-only demo table, rows
-            `motion=frame_difference_tokens` and `default`).
+            are 0.06-0.08 lower and a CPU training step about 6% slower (`benchmarks/README.md`, frames-only demo
+            table, rows `motion=frame_difference_tokens` and `default`).
         patch_embedding_type (`str`, defaults to `"linear"`): `"linear"` is the paper's (and ViT's) patch embedding,
             one `patch_size`-strided convolution. `"conv_stem"` puts a small convolutional stem in front of it (as in
             "Early Convolutions Help Transformers See Better", Xiao et al. 2021): 3x3 stride-2 convolutions with ReLU,

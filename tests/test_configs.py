@@ -43,7 +43,7 @@ def test_tiny_preset_runs_on_cpu():
 
 def test_tiny_preset_is_the_demo_recipe_the_benchmarks_measured():
     # benchmarks/README.md: behind the convolutional stem, the frame difference as its own tokens learns direction in
-    # every seed without the shape cost of feeding it to the stem (frames-only demo table, row
+    # every seed, with less shape cost than feeding it to the stem (frames-only demo table, row
     # motion=frame_difference_tokens); 48 px frames in 12 px patches (the same 16 tokens per frame) were +0.016 over 5
     # seeds, within their spread, and cost direction 0.02; make demo's 16 epochs took 7 min 28 s on the VM of row 17
     vc = MCGConfig.from_json_file(HUB_CONFIGS[0].parent / "mcg-tiny.json").vision_config
