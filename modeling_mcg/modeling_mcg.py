@@ -428,18 +428,19 @@ class MCGVisionEmbeddings(nn.Module):
         motion = vision_config.motion_input != "none"
         # with the stem, "frame_difference" feeds the change to it as more input channels; otherwise the change has
         # its own patch projection, added to the tokens
-        stem_sees_change = vision_config.motion_input == "frame_difference"
+        conv_stem = vision_config.patch_embedding_type == "conv_stem"
+        self.stem_sees_change = conv_stem and vision_config.motion_input == "frame_difference"
         channels, stride = vision_config.num_channels, vision_config.patch_size
         self.conv_stem = None
-        if vision_config.patch_embedding_type == "conv_stem":
-            self.conv_stem = MCGConvStem(vision_config, channels * (2 if stem_sees_change else 1))
+        if conv_stem:
+            self.conv_stem = MCGConvStem(vision_config, channels * (2 if self.stem_sees_change else 1))
             channels, stride = self.conv_stem.out_channels, self.conv_stem.remaining_stride
         self.patch_embedding = nn.Conv2d(channels, d, kernel_size=stride, stride=stride)
         self.class_embedding = nn.Parameter(torch.zeros(d))
         self.position_embedding = nn.Parameter(torch.zeros(1, 1 + vision_config.num_patches, d))
         self.temporal_embedding = nn.Parameter(torch.zeros(1, vision_config.num_frames, d))
         self.motion_embedding = None
-        if motion and not (stem_sees_change and self.conv_stem is not None):
+        if motion and not self.stem_sees_change:
             self.motion_embedding = nn.Conv2d(
                 vision_config.num_channels, d, kernel_size=vision_config.patch_size, stride=vision_config.patch_size,
                 bias=False,
@@ -478,8 +479,7 @@ class MCGVisionEmbeddings(nn.Module):
             # its trailing edge negative inside the same patch, so one token carries the direction
             change = torch.cat([torch.zeros_like(video[:, :1]), video[:, 1:] - video[:, :-1]], dim=1)
         if self.conv_stem is not None:
-            stem_sees_change = change is not None and self.motion_embedding is None
-            stem_input = torch.cat([video, change], dim=2) if stem_sees_change else video  # (b, t, c or 2c, H, W)
+            stem_input = torch.cat([video, change], dim=2) if self.stem_sees_change else video  # (b, t, c or 2c, H, W)
             patches = self.patch_embedding(self.conv_stem(stem_input.flatten(0, 1)))  # (b t, d, gh, gw)
         else:
             patches = self.patch_embedding(video.flatten(0, 1))  # (b t, d, gh, gw)

@@ -176,11 +176,11 @@ def test_frame_difference_tokens_keep_the_stem_on_the_frames_and_embed_the_chang
     missing, unexpected = frames_only.load_state_dict(tokens.state_dict(), strict=False)
     assert unexpected == ["vision_model.embeddings.motion_embedding.weight"] and not missing
 
-    still = torch.randn(2, 1, 3, 24, 24, generator=torch.Generator().manual_seed(5)).expand(2, 5, 3, 24, 24)
+    g = torch.Generator().manual_seed(5)
+    still = torch.randn(2, 1, 3, 24, 24, generator=g).expand(2, 5, 3, 24, 24).contiguous()
     with torch.no_grad():
         torch.testing.assert_close(
-            tokens.get_video_features(still.contiguous()).last_hidden_state,
-            frames_only.get_video_features(still.contiguous()).last_hidden_state,
+            tokens.get_video_features(still).last_hidden_state, frames_only.get_video_features(still).last_hidden_state
         )
     assert _reverse_gap({**vision, "motion_input": "frame_difference_tokens"}) > 1e-3
 
