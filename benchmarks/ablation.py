@@ -96,6 +96,10 @@ ROWS: dict[str, Variant] = {
     "stem=linear": Variant(finetune="--config_overrides vision_config.patch_embedding_type=linear"),
     "stem=conv": Variant(finetune="--config_overrides vision_config.patch_embedding_type=conv_stem"),
     "temporal_init=0": Variant(finetune="--config_overrides vision_config.temporal_embedding_init_std=0.0"),
+    "temporal_init=sinusoidal": Variant(
+        finetune="--config_overrides vision_config.temporal_embedding_init=sinusoidal"
+    ),
+    "fusion_layers=2": Variant(finetune="--config_overrides num_fusion_layers=2"),
     "image=32,patch=8": Variant(finetune="--config_overrides vision_config.image_size=32,vision_config.patch_size=8"),
     "image=48,patch=12": Variant(
         finetune="--config_overrides vision_config.image_size=48,vision_config.patch_size=12"

@@ -15,6 +15,7 @@ TEMPORAL_POOLING_TYPES = ("mean", "none")
 MOTION_INPUTS = ("none", "frame_difference", "frame_difference_tokens")
 PATCH_EMBEDDING_TYPES = ("linear", "conv_stem")
 TEMPORAL_INTERPOLATION_MODES = ("nearest", "linear")
+TEMPORAL_EMBEDDING_INITS = ("normal", "sinusoidal")
 FUSION_TYPES = ("cross", "concat")
 
 
@@ -68,6 +69,11 @@ class MCGVisionConfig(PreTrainedConfig):
             warm starts; a model trained from scratch only learns frame order reliably from a clearly non-zero start
             (the tiny preset uses 2.0: started at 0.0, a tiny model answers first/last-object questions about half as
             well; `benchmarks/README.md`, medium ablation table, row `temporal_init=0`).
+        temporal_embedding_init (`str`, defaults to `"normal"`): the start of a non-zero temporal embedding.
+            `"normal"` draws each frame's vector at random; `"sinusoidal"` sets it to sines and cosines of the frame
+            index at frequencies from half a cycle over the clip to one cycle every two frames (its lowest frequency
+            rises monotonically with time, so "which came first" starts as a linear read-out), scaled to
+            `temporal_embedding_init_std`. Either way it is trained afterwards; it does nothing when the std is 0.
         motion_input (`str`, defaults to `"none"`): `"none"` is the paper's (and TimeSformer's) encoder, which
             official and TimeSformer checkpoints load into unchanged. The other two add each patch's change since the
             previous sampled frame, so a moving edge shows as a signed pattern inside one token, where frame content
@@ -127,6 +133,7 @@ class MCGVisionConfig(PreTrainedConfig):
     temporal_pooling: str = "mean"
     temporal_embedding_interpolation: str = "nearest"
     temporal_embedding_init_std: float = 0.0
+    temporal_embedding_init: str = "normal"
     motion_input: str = "none"
     patch_embedding_type: str = "linear"
     conv_stem_width: int = 32
@@ -165,6 +172,7 @@ class MCGVisionConfig(PreTrainedConfig):
             self.temporal_embedding_interpolation,
             TEMPORAL_INTERPOLATION_MODES,
         )
+        _check_choice(name, "temporal_embedding_init", self.temporal_embedding_init, TEMPORAL_EMBEDDING_INITS)
         _check_choice(name, "motion_input", self.motion_input, MOTION_INPUTS)
         _check_choice(name, "patch_embedding_type", self.patch_embedding_type, PATCH_EMBEDDING_TYPES)
         if self.patch_embedding_type == "conv_stem" and self.patch_size % 4 != 0:

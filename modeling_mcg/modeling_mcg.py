@@ -16,6 +16,7 @@ Dimension legend used in shape comments:
     h heads    e projection size    c answer candidates    v vocabulary
 """
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -413,6 +414,22 @@ class MCGConvStem(nn.Sequential):
         return super().forward(frames.contiguous(memory_format=torch.channels_last))
 
 
+def sinusoidal_temporal_embedding(num_frames: int, dim: int) -> torch.Tensor:
+    """(num_frames, dim) sines and cosines of the frame index with unit mean square; `temporal_embedding_init`.
+
+    Frequencies run geometrically from half a cycle over the clip, whose cosine falls monotonically from the first
+    frame to the last, to one cycle every two frames, rather than the text transformer's 1/10000^(2i/d), which over
+    16 frames would leave most dimensions constant.
+    """
+    half = dim // 2
+    lowest = math.pi / max(num_frames - 1, 1)
+    frequencies = lowest * (math.pi / lowest) ** (torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
+    angles = torch.arange(num_frames, dtype=torch.float64)[:, None] * frequencies  # (t, dim // 2)
+    table = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    table = torch.cat([table, torch.zeros(num_frames, dim - table.shape[1], dtype=torch.float64)], dim=1)
+    return (table * math.sqrt(dim / half)).float() if half else table.float()
+
+
 class MCGVisionEmbeddings(nn.Module):
     """Patch embedding (after a convolutional stem with `patch_embedding_type="conv_stem"`) + [CLS] + learned
     spatial position embedding + learned temporal embedding (zeros at init), and with a `motion_input` the
@@ -709,8 +726,12 @@ class MCGPreTrainedModel(PreTrainedModel):
         if isinstance(module, MCGVisionEmbeddings):
             init.trunc_normal_(module.class_embedding, std=std)
             init.trunc_normal_(module.position_embedding, std=std)
-            if module.config.temporal_embedding_init_std > 0:  # from scratch: frames must differ to learn order
-                init.normal_(module.temporal_embedding, std=module.config.temporal_embedding_init_std)
+            temporal_std = module.config.temporal_embedding_init_std
+            if temporal_std > 0 and module.config.temporal_embedding_init == "sinusoidal":
+                table = sinusoidal_temporal_embedding(*module.temporal_embedding.shape[1:]) * temporal_std
+                init.copy_(module.temporal_embedding, table[None].to(module.temporal_embedding.dtype))
+            elif temporal_std > 0:  # from scratch: frames must differ to learn order
+                init.normal_(module.temporal_embedding, std=temporal_std)
             else:  # warm start: a zero temporal embedding leaves image-pretrained frames unchanged
                 init.zeros_(module.temporal_embedding)
             # the stem's convolutions are fan-in scaled: the config's fixed std would scale the activations by

@@ -192,6 +192,26 @@ def test_with_a_non_zero_temporal_embedding_frames_alone_tell_a_motion_from_its_
     assert _reverse_gap(vision) > 1e-3
 
 
+@pytest.mark.parametrize("frames", [5, 16])
+def test_a_sinusoidal_temporal_embedding_starts_ordered_at_the_configured_scale(frames):
+    """`temporal_embedding_init="sinusoidal"`: the lowest frequency's cosine falls from the first frame to the last
+    (so which frame came first is a linear read-out at step 0), the table's mean square is the configured std
+    squared, and a std of 0 (the warm-start setting) still starts from zeros."""
+    vision = {"num_frames": frames, "temporal_embedding_init_std": 2.0, "temporal_embedding_init": "sinusoidal"}
+    table = MCGModel(tiny_config(vision=vision)).vision_model.embeddings.temporal_embedding.detach()[0]  # (t, d)
+    assert table.shape == (frames, 32)
+    assert (table[1:, 0] < table[:-1, 0]).all()
+    assert table.pow(2).mean().item() == pytest.approx(4.0, rel=1e-5)
+    assert torch.unique(table, dim=0).shape[0] == frames  # every frame its own vector
+    warm = MCGModel(tiny_config(vision={**vision, "temporal_embedding_init_std": 0.0}))
+    assert not warm.vision_model.embeddings.temporal_embedding.any()
+
+
+def test_an_unknown_temporal_embedding_init_names_the_choices():
+    with pytest.raises(ValueError, match=r"temporal_embedding_init must be one of \['normal', 'sinusoidal'\]"):
+        tiny_config(vision={"temporal_embedding_init": "sine"})
+
+
 def test_frame_count_is_free_at_run_time():
     model = _qa(tiny_config())
     for frames in (1, 2, 4, 9):
