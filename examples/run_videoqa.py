@@ -136,6 +136,12 @@ class DataArguments:
         metadata={"help": "Synthetic videos per split, e.g. 'train=20,test=8' (default 2400/100/100, or just enough "
                   "for --max_train_samples / --max_eval_samples)."},
     )  # fmt: skip
+    synthetic_order_both_ways: bool = field(
+        default=True,
+        metadata={"help": "Synthetic set: ask each training video's order question both ways round (A before B, B "
+                  "before A, opposite answers), so that only the order the question names the objects in tells the "
+                  "answers apart. Evaluation questions are never changed."},
+    )  # fmt: skip
     num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the model config's)."})
     train_sampling: str = field(
         default="rand", metadata={"help": "uniform, rand (new frames every epoch), headtail, fps."}
@@ -182,7 +188,7 @@ class DataArguments:
             self.validation_split = "validation" if self.dataset in ("synthetic", "clevrer") else "val"
 
 
-def load_split(data_args: DataArguments, split: str, limit: int | None) -> datasets.Dataset:
+def load_split(data_args: DataArguments, split: str, limit: int | None, training: bool = False) -> datasets.Dataset:
     """The first `limit` questions of `split`; for the synthetic set, only as many videos as they need are made."""
     if data_args.dataset == "synthetic":
         if data_args.synthetic_num_videos is not None:
@@ -194,7 +200,12 @@ def load_split(data_args: DataArguments, split: str, limit: int | None) -> datas
             )
         else:
             num_videos = None
-        ds = load_synthetic_videoqa(split, cache_dir=data_args.synthetic_cache_dir, num_videos=num_videos)
+        ds = load_synthetic_videoqa(
+            split,
+            cache_dir=data_args.synthetic_cache_dir,
+            num_videos=num_videos,
+            order_both_ways=training and data_args.synthetic_order_both_ways,
+        )
     elif data_args.data_dir is None:
         raise ValueError(f"--dataset {data_args.dataset} needs --data_dir (the folder with its annotations).")
     else:
@@ -295,7 +306,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         training_args.dataloader_persistent_workers = True  # the cache lives in the workers
 
     # 2. Data: training, validation (evaluated during training with --eval_strategy) and final evaluation splits.
-    train_ds = load_split(data_args, data_args.train_split, data_args.max_train_samples)
+    train_ds = load_split(data_args, data_args.train_split, data_args.max_train_samples, training=True)
     validating = training_args.do_train and training_args.eval_strategy != "no"
     validation_ds = (
         load_split(data_args, data_args.validation_split, data_args.max_eval_samples) if validating else None

@@ -428,6 +428,19 @@ def test_grouped_batches_decode_and_send_each_video_once(synthetic_dir):
         torch.testing.assert_close(batch["pixel_values_videos"][batch["video_index"][i]], own)
 
 
+def test_training_asks_synthetic_order_questions_both_ways_and_evaluation_as_generated(synthetic_dir):
+    data = ["--synthetic_cache_dir", str(synthetic_dir), "--synthetic_num_videos", NUM_VIDEOS]
+    data_args = parse_script_args(data)[1]
+    training = run_videoqa.load_split(data_args, "train", None, training=True)
+    as_generated = run_videoqa.load_split(data_args, "train", None)
+    assert len(training) - len(as_generated) == as_generated["answer_type"].count("order") > 0
+    assert sum(qid.endswith("-reversed") for qid in training["question_id"]) == as_generated["answer_type"].count(
+        "order"
+    )
+    off = parse_script_args([*data, "--synthetic_order_both_ways", "False"])[1]
+    assert run_videoqa.load_split(off, "train", None, training=True)["question_id"] == as_generated["question_id"]
+
+
 @pytest.mark.parametrize("omp", [None, "", "3"])
 def test_cpu_threads_leave_the_dataloader_workers_their_cores(monkeypatch, omp):
     if omp is None:

@@ -360,6 +360,39 @@ def test_questions_per_video_keeps_a_balanced_subset(cache_root, annotations):
     assert max(counts.values()) / counts.total() < 0.4  # 4 answers: no count leaks through the subsampling
 
 
+def test_order_both_ways_asks_each_order_question_reversed_right_after_it(cache_root, annotations):
+    once = load_synthetic_videoqa("train", cache_dir=cache_root, num_videos=NUM_VIDEOS, seed=3).to_list()
+    both = load_synthetic_videoqa(
+        "train", cache_dir=cache_root, num_videos=NUM_VIDEOS, seed=3, order_both_ways=True
+    ).to_list()
+    orders = [row for row in once if row["answer_type"] == "order"]
+    assert orders and len(both) == len(once) + len(orders)
+    assert [row for row in both if not row["question_id"].endswith("-reversed")] == once
+    entry = {
+        v["video_id"]: [f"{o['color']} {o['shape']}" for o in v["objects"]]
+        for v in annotations["splits"]["train"]["videos"]
+    }
+    for k, row in enumerate(both):
+        if not row["question_id"].endswith("-reversed"):
+            continue
+        original = both[k - 1]  # right after it: batches grouped by video see both
+        assert row["question_id"] == original["question_id"] + "-reversed" and row["video"] == original["video"]
+        first, second = re.fullmatch(r"does the (\w+ \w+) appear before the (\w+ \w+)\?", row["question"]).groups()
+        assert original["question"] == f"does the {second} appear before the {first}?"
+        assert {row["answer"], original["answer"]} == {"yes", "no"}
+        assert row["choices"][row["correct_choices"][0]] == row["answer"]
+        names = entry[original["question_id"].split("-order")[0].removeprefix("synthetic-")]
+        assert row["answer"] == ("yes" if names.index(first) < names.index(second) else "no")
+    answers = Counter(row["answer"] for row in both if row["answer_type"] == "order")
+    assert answers["yes"] == answers["no"]  # both ways round: exactly balanced
+
+
+def test_a_question_that_is_not_an_order_question_cannot_be_reversed():
+    row = {"question": "what color is the circle?", "answer_type": "color", "answer": "red", "choices": ["red"]}
+    with pytest.raises(ValueError, match="Not a synthetic order question: 'what color is the circle\\?'"):
+        synthetic.reversed_order_question(row)
+
+
 def test_captions_list_objects_in_entry_order(cache_root, annotations):
     captions = load_synthetic_captions("validation", cache_dir=cache_root, num_videos=NUM_VIDEOS, seed=3)
     videos = annotations["splits"]["validation"]["videos"]

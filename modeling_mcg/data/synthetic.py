@@ -41,6 +41,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -607,12 +608,31 @@ def _load_split(split: str, cache_dir, num_videos, seed) -> tuple[Path, dict[str
     return directory.resolve(), annotations
 
 
+ORDER_QUESTION = re.compile(r"does the (?P<before>\w+ \w+) appear before the (?P<after>\w+ \w+)\?")
+
+
+def reversed_order_question(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The same order question with its two objects swapped and the answer flipped ("does B appear before A?")."""
+    match = ORDER_QUESTION.fullmatch(row["question"]) if row["answer_type"] == "order" else None
+    if match is None:
+        raise ValueError(f"Not a synthetic order question: {row['question']!r} ({row['answer_type']}).")
+    answer = "no" if row["answer"] == "yes" else "yes"
+    return {
+        **row,
+        "question": f"does the {match['after']} appear before the {match['before']}?",
+        "answer": answer,
+        "correct_choices": [row["choices"].index(answer)],
+        "question_id": f"{row['question_id']}-reversed",
+    }
+
+
 def load_synthetic_videoqa(
     split: str = "train",
     cache_dir: str | os.PathLike | None = None,
     num_videos: Mapping[str, int] | None = None,
     questions_per_video: int | None = None,
     seed: int = 0,
+    order_both_ways: bool = False,
 ) -> datasets.Dataset:
     """The synthetic VideoQA rows of one split, generating the videos on first use, with `VIDEOQA_FEATURES`.
 
@@ -623,6 +643,10 @@ def load_synthetic_videoqa(
             An int k keeps the questions of k templates drawn at random per video (fewer when the video does not
             support some of them); drawing among all templates rather than the supported ones keeps the answers
             balanced.
+        order_both_ways: also ask each order question the other way round (`reversed_order_question`), right after
+            it: the same two objects of the same video then get opposite answers, which only the order the
+            question names them in tells apart. For training; leave it off for evaluation, so that scores stay
+            comparable.
     """
     if questions_per_video is not None and not 1 <= questions_per_video <= len(TEMPLATES):
         raise ValueError(f"questions_per_video must be None or 1..{len(TEMPLATES)}, got {questions_per_video}.")
@@ -636,6 +660,12 @@ def load_synthetic_videoqa(
             for video_id in paths
         }
         questions = [row for row in questions if row["answer_type"] in kept[row["video_id"]]]
+    if order_both_ways:
+        questions = [
+            asked
+            for row in questions
+            for asked in ((row, reversed_order_question(row)) if row["answer_type"] == "order" else (row,))
+        ]
     rows: dict[str, list[Any]] = {column: [] for column in COLUMNS}
     for row in questions:
         rows["video"].append(paths[row["video_id"]])
