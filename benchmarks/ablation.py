@@ -100,6 +100,7 @@ ROWS: dict[str, Variant] = {
         finetune="--config_overrides vision_config.temporal_embedding_init=sinusoidal"
     ),
     "fusion_layers=2": Variant(finetune="--config_overrides num_fusion_layers=2"),
+    "order=one_way": Variant(finetune="--synthetic_order_both_ways False"),
     "image=32,patch=8": Variant(finetune="--config_overrides vision_config.image_size=32,vision_config.patch_size=8"),
     "image=48,patch=12": Variant(
         finetune="--config_overrides vision_config.image_size=48,vision_config.patch_size=12"

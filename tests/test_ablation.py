@@ -30,6 +30,7 @@ ENV = {
 REQUIRED_ROWS = [
     "question-only", "default", "motion=none", "motion=frame_difference", "motion=frame_difference_tokens",
     "stem=linear", "stem=conv", "temporal_init=0", "temporal_init=sinusoidal", "fusion_layers=2",
+    "order=one_way",
     "image=32,patch=8", "image=48,patch=12", "frames=4", "frames=8", "frames=16",
     "frames=32", "sampling=uniform", "sampling=rand", "sampling=headtail", "aux=icl", "aux=tcl", "aux=icl+tcl",
     "pretrain=mlm", "pretrain=mlm+icl", "pretrain=mlm+icl+tcl", "pretrain=mlm+icl+tcl+vtm",
