@@ -294,8 +294,12 @@ def _corrupt_copy(synthetic_dir, tmp_path):
 
 def test_corrupt_videos_are_skipped_and_counted(synthetic_dir, tmp_path, caplog):
     cache = _corrupt_copy(synthetic_dir, tmp_path)
-    train = load_synthetic_videoqa("train", cache_dir=cache, num_videos={"train": 6, "test": 3}).select(range(8))
-    test = load_synthetic_videoqa("test", cache_dir=cache, num_videos={"train": 6, "test": 3}).select(range(8))
+    # the rows as the script reads them: training order questions asked both ways (--synthetic_order_both_ways)
+    num_videos = {"train": 6, "test": 3}
+    train = load_synthetic_videoqa("train", cache_dir=cache, num_videos=num_videos, order_both_ways=True).select(
+        range(8)
+    )
+    test = load_synthetic_videoqa("test", cache_dir=cache, num_videos=num_videos).select(range(8))
     bad_train = sum(row["video"].endswith("train-00000.mp4") for row in train)
     bad_test = [row["question_id"] for row in test if row["video"].endswith("test-00000.mp4")]
     assert bad_train and bad_test
