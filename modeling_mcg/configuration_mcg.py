@@ -71,8 +71,9 @@ class MCGVisionConfig(PreTrainedConfig):
             well; `benchmarks/README.md`, medium ablation table, row `temporal_init=0`).
         temporal_embedding_init (`str`, defaults to `"normal"`): the start of a non-zero temporal embedding.
             `"normal"` draws each frame's vector at random; `"sinusoidal"` sets it to sines and cosines of the frame
-            index at frequencies from half a cycle over the clip to one cycle every two frames (its lowest frequency
-            rises monotonically with time, so "which came first" starts as a linear read-out), scaled to
+            index at frequencies from half a cycle over the clip to one cycle every two frames (the lowest
+            frequency's cosine falls monotonically from the first frame to the last, so "which came first" starts as
+            a linear read-out), scaled to
             `temporal_embedding_init_std`. Either way it is trained afterwards; it does nothing when the std is 0.
             The tiny preset uses `"sinusoidal"`: over 5 seeds order questions 0.800 ± 0.037 against 0.768 ± 0.041
             from a random start, and 0.873 ± 0.036 overall against 0.855 ± 0.012 (`benchmarks/README.md`, order
