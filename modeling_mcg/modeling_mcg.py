@@ -727,13 +727,13 @@ class MCGPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.class_embedding, std=std)
             init.trunc_normal_(module.position_embedding, std=std)
             temporal_std = module.config.temporal_embedding_init_std
-            if temporal_std > 0 and module.config.temporal_embedding_init == "sinusoidal":
+            if temporal_std == 0:  # warm start: a zero temporal embedding leaves image-pretrained frames unchanged
+                init.zeros_(module.temporal_embedding)
+            elif module.config.temporal_embedding_init == "sinusoidal":  # from scratch: frames must differ
                 table = sinusoidal_temporal_embedding(*module.temporal_embedding.shape[1:]) * temporal_std
                 init.copy_(module.temporal_embedding, table[None].to(module.temporal_embedding.dtype))
-            elif temporal_std > 0:  # from scratch: frames must differ to learn order
+            else:
                 init.normal_(module.temporal_embedding, std=temporal_std)
-            else:  # warm start: a zero temporal embedding leaves image-pretrained frames unchanged
-                init.zeros_(module.temporal_embedding)
             # the stem's convolutions are fan-in scaled: the config's fixed std would scale the activations by
             # std * sqrt(fan-in) at each of them (1.5x, then 3.4x for a 32-wide stem at std 0.2). Done here, not
             # on MCGConvStem: transformers skips remote-code modules without parameters of their own.

@@ -377,7 +377,7 @@ def test_order_both_ways_asks_each_order_question_reversed_right_after_it(cache_
             continue
         original = both[k - 1]  # right after it: batches grouped by video see both
         assert row["question_id"] == original["question_id"] + "-reversed" and row["video"] == original["video"]
-        first, second = re.fullmatch(r"does the (\w+ \w+) appear before the (\w+ \w+)\?", row["question"]).groups()
+        first, second = synthetic.ORDER_QUESTION.fullmatch(row["question"]).groups()
         assert original["question"] == f"does the {second} appear before the {first}?"
         assert {row["answer"], original["answer"]} == {"yes", "no"}
         assert row["choices"][row["correct_choices"][0]] == row["answer"]

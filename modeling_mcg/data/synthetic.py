@@ -368,6 +368,14 @@ def _name(obj: Mapping[str, Any]) -> str:
     return f"{obj['color']} {obj['shape']}"
 
 
+def _order_question(before: str, after: str) -> str:
+    """The order template's wording; `ORDER_QUESTION` parses it back."""
+    return f"does the {before} appear before the {after}?"
+
+
+ORDER_QUESTION = re.compile(r"does the (?P<before>\w+ \w+) appear before the (?P<after>\w+ \w+)\?")
+
+
 def _plan_video(
     rng: np.random.Generator, count: int, config: Mapping[str, Any], counters: dict[str, Counter]
 ) -> dict[str, Any]:
@@ -457,7 +465,7 @@ def _make_questions(
     answer = _pick_least_used(rng, ["yes", "no"], lambda a: a, counters["order"])
     i, j = sorted(rng.choice(len(objects), size=2, replace=False))
     before, after = (objects[i], objects[j]) if answer == "yes" else (objects[j], objects[i])
-    add("order", f"does the {_name(before)} appear before the {_name(after)}?", answer, ["yes", "no"])
+    add("order", _order_question(_name(before), _name(after)), answer, ["yes", "no"])
     return questions
 
 
@@ -608,9 +616,6 @@ def _load_split(split: str, cache_dir, num_videos, seed) -> tuple[Path, dict[str
     return directory.resolve(), annotations
 
 
-ORDER_QUESTION = re.compile(r"does the (?P<before>\w+ \w+) appear before the (?P<after>\w+ \w+)\?")
-
-
 def reversed_order_question(row: Mapping[str, Any]) -> dict[str, Any]:
     """The same order question with its two objects swapped and the answer flipped ("does B appear before A?")."""
     match = ORDER_QUESTION.fullmatch(row["question"]) if row["answer_type"] == "order" else None
@@ -619,7 +624,7 @@ def reversed_order_question(row: Mapping[str, Any]) -> dict[str, Any]:
     answer = "no" if row["answer"] == "yes" else "yes"
     return {
         **row,
-        "question": f"does the {match['after']} appear before the {match['before']}?",
+        "question": _order_question(match["after"], match["before"]),
         "answer": answer,
         "correct_choices": [row["choices"].index(answer)],
         "question_id": f"{row['question_id']}-reversed",
