@@ -20,7 +20,7 @@ Every (row, seed) pair runs in its own folder `<output_dir>/<row>/seed<seed>/` (
 for the pretraining rows; the output of every stage goes to `log.txt` there). A pair whose `videoqa/metrics.json`
 exists is read back instead of run again (the table resumes where it stopped); so is a pair recorded in the
 `ablation.json` already in `<output_dir>` by a table of the same sizes, epochs and row arguments on the same kind of
-machine (CPU model, core count, torch: CPU training repeats exactly on one machine, not across machines) from the
+machine (`describe_cpu`, core count, torch: CPU training repeats exactly on one machine, not across machines) from the
 same preset (`mcg-tiny.json`, by its hash: a row's arguments do not say which model they changed), so a table
 extends from its committed results file after the run folders are gone; a run folder made from another preset is
 reported as failed rather than read back; an interrupted stage resumes from its last
@@ -307,16 +307,35 @@ def package_version(package: str) -> str | None:
         return None
 
 
+# The widest vector extension decides which kernels oneDNN and ATen pick, and so the rounding of a run
+VECTOR_EXTENSIONS = ("amx_tile", "avx512_bf16", "avx512f", "avx2")
+
+
+def describe_cpu(cpuinfo: str, fallback: str = "unknown CPU") -> str:
+    """Model name, family/model numbers and widest vector extension from /proc/cpuinfo text.
+
+    The model name alone does not tell CPU generations apart ("AMD EPYC" is both Zen 3 and Zen 4 on some VMs), and
+    training repeats exactly only where the same kernels run.
+    """
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:  # the first processor's entry
+            fields[key.strip()] = value.strip()
+    name = fields.get("model name", fallback)
+    if "cpu family" not in fields or "model" not in fields:
+        return name
+    flags = set(fields.get("flags", "").split())
+    widest = next((flag for flag in VECTOR_EXTENSIONS if flag in flags), "no avx2")
+    return f"{name} (family {fields['cpu family']} model {fields['model']}, {widest})"
+
+
 @functools.cache
 def machine() -> str:
-    """The kind of machine a run's numbers belong to: CPU model, core count and torch version."""
-    model = platform.processor() or platform.machine()
+    """The kind of machine a run's numbers belong to: CPU (`describe_cpu`), core count and torch version."""
+    fallback = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [
-            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-        ]
-        model = names[0] if names else model
+    model = describe_cpu(cpuinfo.read_text(), fallback) if cpuinfo.is_file() else fallback
     return f"{model}, {os.cpu_count()} cores, torch {package_version('torch')}"
 
 

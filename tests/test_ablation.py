@@ -342,6 +342,24 @@ def test_recorded_runs_are_reused_only_from_a_table_of_the_same_settings_row_arg
     assert ablation.recorded_runs(tmp_path / "missing.json", settings, here, preset) == {}
 
 
+def test_two_generations_of_one_cpu_model_name_are_different_machines(ablation):
+    def cpuinfo(model, flags):
+        entry = (
+            f"processor\t: {{}}\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: {model}\nflags\t\t: {flags}\n"
+        )
+        return "\n".join(entry.format(i) for i in range(2))
+
+    zen3 = ablation.describe_cpu(cpuinfo(1, "fpu sse2 avx avx2 fma"))
+    zen4 = ablation.describe_cpu(cpuinfo(17, "fpu sse2 avx avx2 fma avx512f avx512_bf16"))
+    assert zen3 == "AMD EPYC (family 25 model 1, avx2)"
+    assert zen4 == "AMD EPYC (family 25 model 17, avx512_bf16)"
+    masked = ablation.describe_cpu(cpuinfo(17, "fpu sse2 avx avx2 fma"))  # a VM that hides AVX-512
+    assert len({zen3, zen4, masked}) == 3
+    # no family/model lines (other architectures): the name, or the fallback without one
+    assert ablation.describe_cpu("processor\t: 0\nmodel name\t: Some ARM core\n") == "Some ARM core"
+    assert ablation.describe_cpu("processor\t: 0\nBogoMIPS\t: 50.00\n", "aarch64") == "aarch64"
+
+
 def test_a_run_folder_made_from_another_preset_is_reported_instead_of_read_back(ablation, tmp_path, monkeypatch):
     settings = ablation.Settings(4, 2, "train=6,test=3", None, ())
     folder = ablation.run_dir(tmp_path, "default", 0)
