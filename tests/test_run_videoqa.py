@@ -294,19 +294,17 @@ def _corrupt_copy(synthetic_dir, tmp_path):
 
 def test_corrupt_videos_are_skipped_and_counted(synthetic_dir, tmp_path, caplog):
     cache = _corrupt_copy(synthetic_dir, tmp_path)
-    # the rows as the script reads them: training order questions asked both ways (--synthetic_order_both_ways)
-    num_videos = {"train": 6, "test": 3}
-    train = load_synthetic_videoqa("train", cache_dir=cache, num_videos=num_videos, order_both_ways=True).select(
-        range(8)
-    )
-    test = load_synthetic_videoqa("test", cache_dir=cache, num_videos=num_videos).select(range(8))
+    out = tmp_path / "skip"
+    args = [*base_args(cache, out), "--max_train_samples", "8"]
+    data_args = parse_script_args(args)[1]  # the rows as the script reads them
+    train = run_videoqa.load_split(data_args, "train", data_args.max_train_samples, training=True)
+    test = run_videoqa.load_split(data_args, "test", data_args.max_eval_samples)
     bad_train = sum(row["video"].endswith("train-00000.mp4") for row in train)
     bad_test = [row["question_id"] for row in test if row["video"].endswith("test-00000.mp4")]
-    assert bad_train and bad_test
-    out = tmp_path / "skip"
+    assert len(train) == len(test) == 8 and bad_train and bad_test
     with caplog.at_level(logging.WARNING, logger="run_videoqa"):
         # 8 rows, batch 4, 2 steps: one pass over all training rows, so every corrupt one is met once
-        run_videoqa.main([*base_args(cache, out), "--max_train_samples", "8"])
+        run_videoqa.main(args)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_skipped_questions"] == bad_train
     assert 1 <= metrics["train_skipped_videos"] <= 2  # one corrupt video, in one or both of the 2 batches

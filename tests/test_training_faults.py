@@ -167,14 +167,13 @@ def _corrupt_copy(synthetic_dir, tmp_path, names):
 
 def test_skip_counts_after_a_resume_equal_those_of_an_uninterrupted_run(synthetic_dir, tmp_path):
     cache = _corrupt_copy(synthetic_dir, tmp_path, [f"train-{i:05d}.mp4" for i in (0, 2, 4)])
-    # the training rows as the script reads them: order questions asked both ways (--synthetic_order_both_ways)
-    train = load_synthetic_videoqa("train", cache_dir=cache, num_videos=NUM_VIDEOS, order_both_ways=True)
-    bad = [
-        row["video"]
-        for row in train.select(range(8))
-        if row["video"].endswith(("00000.mp4", "00002.mp4", "00004.mp4"))
-    ]
     whole = tmp_path / "whole"
+    classes = (run_videoqa.ModelArguments, run_videoqa.DataArguments, MCGTrainingArguments)
+    data_args = parse_args(classes, run_videoqa.TRAINING_DEFAULTS, run_args(cache, whole))[1]
+    # the training rows as the script reads them
+    train = run_videoqa.load_split(data_args, "train", data_args.max_train_samples, training=True)
+    assert len(train) == 8
+    bad = [row["video"] for row in train if row["video"].endswith(("00000.mp4", "00002.mp4", "00004.mp4"))]
     result = run_videoqa.main(run_args(cache, whole))
     expected = json.loads((whole / "metrics.json").read_text())
     # 8 questions in 4 steps of 2: one pass, so every question of a corrupt video is dropped exactly once
