@@ -177,10 +177,12 @@ class MCGPreTrainingOutput(ModelOutput):
     """
     Args:
         loss: weighted sum of the parts below.
-        loss_icl, loss_tcl, loss_mlm, loss_vtm: the parts (None when their weight is 0).
+        loss_icl, loss_tcl, loss_mlm, loss_vtm: the parts (None when their weight is 0; VTM also for a batch of
+            one pair, which has no in-batch negative).
         video_embeds, text_embeds (`(b, e)`): L2-normalised contrastive embeddings.
         logits_mlm (`(b, s, v)`, *optional*): MLM predictions at the caption positions.
-        logits_vtm (`(3b, 2)`, *optional*): match / no-match logits for positives, then both kinds of negatives.
+        logits_vtm (`(3b, 2)`, *optional*): match / no-match logits for positives, then both kinds of negatives
+            (batches of 2 or more pairs).
         hidden_states, attentions, cross_attentions (`tuple`, *optional*): the MLM fusion pass over the masked
             caption, as [`MCGModelOutput`]'s.
         video_hidden_states, video_attentions (`tuple`, *optional*): the IVM's.
@@ -1231,6 +1233,22 @@ class MCGModel(MCGPreTrainedModel):
         return loss_icl, loss_tcl, video_embeds, text_embeds
 
 
+def _with_idle_parameters(loss: torch.Tensor, *idle: nn.Module | nn.Parameter | None) -> torch.Tensor:
+    """`loss` plus 0 x each trainable parameter of `idle`, the modules a step's losses did not use: the value is
+    unchanged, but every parameter gets a gradient (zeros), which DistributedDataParallel without
+    `find_unused_parameters` (the `Trainer`'s choice under gradient checkpointing) requires at every step."""
+    parameters = [
+        w
+        for part in idle
+        if part is not None
+        for w in ([part] if isinstance(part, nn.Parameter) else part.parameters())
+        if w.requires_grad
+    ]
+    if not parameters or not torch.is_grad_enabled():
+        return loss
+    return loss + sum(w.sum() for w in parameters) * 0.0
+
+
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Teacher forcing: decoder inputs are the labels shifted right, starting with [DEC]; -100 becomes padding."""
     shifted = labels.new_full(labels.shape, pad_token_id)
@@ -1386,6 +1404,11 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
             for weight, part in ((config.icl_loss_weight, loss_icl), (config.tcl_loss_weight, loss_tcl)):
                 if part is not None:
                     loss = loss + weight * part
+            loss = _with_idle_parameters(
+                loss,
+                None if loss_icl is not None else self.mcg.temperature,
+                *(() if contrast else (self.mcg.vision_proj, self.mcg.text_proj)),
+            )
 
         output = MCGVideoQuestionAnsweringOutput(
             loss=loss,
@@ -1559,7 +1582,7 @@ class MCGForPreTraining(MCGPreTrainedModel):
                 loss_mlm = logits_mlm.sum() * 0.0
 
         loss_vtm = logits_vtm = None
-        if self.vtm_head is not None:
+        if self.vtm_head is not None and input_ids.shape[0] > 1:  # one pair has no in-batch negative to match against
             loss_vtm, logits_vtm = self._video_text_matching(
                 video, input_ids, attention_mask, video_embeds, text_embeds, generator
             )
@@ -1573,6 +1596,14 @@ class MCGForPreTraining(MCGPreTrainedModel):
                 (config.vtm_loss_weight, loss_vtm),
             ]
             loss = sum(weight * part for weight, part in parts if part is not None)
+            loss = _with_idle_parameters(
+                loss,
+                None if loss_icl is not None else self.mcg.temperature,
+                *(() if loss_icl is not None or loss_tcl is not None else (self.mcg.vision_proj, self.mcg.text_proj)),
+                None if loss_mlm is not None else self.mlm_head,
+                None if loss_vtm is not None else self.vtm_head,
+                None if loss_mlm is not None or loss_vtm is not None else self.mcg.fusor,
+            )
         return MCGPreTrainingOutput(
             loss=loss,
             loss_icl=loss_icl,

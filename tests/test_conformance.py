@@ -279,6 +279,84 @@ def test_gradient_checkpointing_enable_checkpoints_each_layer_call_once(model_cl
     assert not any(layer.gradient_checkpointing for layer in layers)
 
 
+# ---------------------------------------------------------------------------------------------------- idle weights
+
+LOSS_SETS = {
+    "answer only": dict(),
+    "ICL": dict(icl_loss_weight=0.5),
+    "TCL": dict(tcl_loss_weight=0.5),
+    "MLM": dict(mlm_loss_weight=1.0),
+    "ICL+TCL, no fusion pass": dict(icl_loss_weight=0.5, tcl_loss_weight=0.5, mlm_loss_weight=0.0),
+    "VTM": dict(mlm_loss_weight=0.0, vtm_loss_weight=0.5),
+}
+
+
+@pytest.mark.parametrize("losses", list(LOSS_SETS), ids=list(LOSS_SETS))
+@pytest.mark.parametrize("model_class", [MCGForVideoQuestionAnswering, MCGForPreTraining], ids=lambda c: c.__name__)
+def test_every_trainable_weight_gets_a_gradient_whichever_losses_are_on(model_class, losses):
+    """Weights the configured losses leave idle (the contrastive heads with ICL/TCL off, the MLM head and fusor in
+    contrastive-only pretraining) still get a gradient, of zeros, so DistributedDataParallel without
+    find_unused_parameters can train the model; the loss value is the sum of its parts, unchanged."""
+    config = tiny_config(**LOSS_SETS[losses])
+    model = _model(model_class, config).train()
+    inputs = _inputs(model_class, config)
+    torch.manual_seed(0)
+    out = model(**inputs)
+    out.loss.backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+    parts = [out.loss_lm] if model_class is MCGForVideoQuestionAnswering else []
+    parts += [
+        getattr(config, f"{name}_loss_weight") * getattr(out, f"loss_{name}")
+        for name in ("icl", "tcl", "mlm", "vtm")
+        if getattr(out, f"loss_{name}", None) is not None
+    ]
+    assert out.loss.item() == pytest.approx(sum(p.item() for p in parts), rel=1e-6)
+    if losses == "answer only" and model_class is MCGForVideoQuestionAnswering:
+        assert torch.equal(out.loss, out.loss_lm)
+        assert model.mcg.vision_proj.weight.grad.abs().sum() == 0
+
+
+def test_ddp_without_find_unused_parameters_trains_the_default_model_with_gradient_checkpointing(tmp_path):
+    """What `Trainer` sets up on several GPUs with gradient checkpointing on: DDP with find_unused_parameters=False.
+    Every step must give every weight a gradient, or the second step raises."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    config = tiny_config()
+    model = _model(MCGForVideoQuestionAnswering, config).train()
+    model.gradient_checkpointing_enable()
+    inputs = _inputs(MCGForVideoQuestionAnswering, config)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(model, find_unused_parameters=False)
+        optimizer = torch.optim.AdamW(ddp.parameters(), lr=1e-3)
+        losses = []
+        for _ in range(3):
+            optimizer.zero_grad()
+            loss = ddp(**inputs).loss
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        dist.destroy_process_group()
+    assert losses[-1] < losses[0]
+
+
+def test_a_one_pair_pretraining_batch_skips_video_text_matching():
+    """VTM draws its negatives from the other pairs of the batch: a batch of one pair (inference on one clip, or
+    the last batch of an epoch) gets the other losses and no VTM, not an error."""
+    config = tiny_config(vtm_loss_weight=0.5)
+    model = _model(MCGForPreTraining, config)
+    one = {k: v[:1] for k, v in _inputs(MCGForPreTraining, config).items()}
+    out = _run(model, one, return_loss=False)
+    assert out.loss is None and out.logits_vtm is None and out.video_embeds.shape[0] == 1
+    model.train()
+    out = model(**one)
+    out.loss.backward()
+    assert out.loss_vtm is None and torch.equal(out.loss, config.mlm_loss_weight * out.loss_mlm)
+    assert model.vtm_head.weight.grad is not None
+
+
 # ---------------------------------------------------------------------------------------------------- generation
 
 
