@@ -266,10 +266,17 @@ class MCGQuestionConfig(MCGTextConfig):
 
 class MCGDecoderConfig(MCGTextConfig):
     """Answer generator: causal self-attention → cross-attention to the fused evidence → FFN, LM head tied to its
-    input embeddings."""
+    input embeddings.
+
+    Args:
+        use_cache (`bool`, defaults to `True`): keep the self-attention keys/values (and the cross-attention ones,
+            computed once) between decoding steps when `forward` is called without `labels` outside training.
+    """
 
     model_type = "mcg_decoder"
     base_config_key = "decoder"
+
+    use_cache: bool = True
 
 
 class MCGConfig(PreTrainedConfig):

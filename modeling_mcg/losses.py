@@ -6,6 +6,8 @@ Keeping them free of modules makes each testable against a naive per-sample loop
 pre-training head share them. Shapes: `b` batch, `k` video tokens, `s` text tokens, `m` words, `e` projection size.
 """
 
+import zlib
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -245,6 +247,30 @@ def mask_tokens_for_mlm(
     random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=input_ids.device)
     corrupted[to_random] = random_ids[to_random]
     return corrupted, labels
+
+
+def mask_each_caption_for_mlm(
+    input_ids: torch.Tensor,
+    maskable: torch.Tensor,
+    mask_token_id: int,
+    vocab_size: int,
+    probability: float = 0.15,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`mask_tokens_for_mlm` with each row drawn from a generator seeded by `seed` and the row's own maskable tokens:
+    a caption is corrupted the same way whatever batch, position or padding it comes in, so an evaluation's MLM loss
+    depends on neither the batch size nor the order of the captions."""
+    ids, allowed = input_ids.cpu(), maskable.cpu().bool()
+    corrupted, labels = ids.clone(), torch.full_like(ids, -100)
+    for row in range(ids.shape[0]):
+        positions = allowed[row].nonzero().squeeze(1)
+        tokens = ids[row, positions][None]  # (1, maskable tokens of this caption)
+        generator = torch.Generator().manual_seed(seed + zlib.crc32(str(tokens.tolist()).encode()))
+        row_corrupted, row_labels = mask_tokens_for_mlm(
+            tokens, torch.ones_like(tokens, dtype=torch.bool), mask_token_id, vocab_size, probability, generator
+        )
+        corrupted[row, positions], labels[row, positions] = row_corrupted[0], row_labels[0]
+    return corrupted.to(input_ids.device), labels.to(input_ids.device)
 
 
 def sample_hard_negatives(similarity: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -38,6 +38,7 @@ from .configuration_mcg import MCGConfig
 from .losses import (
     answer_loss,
     instance_contrastive_loss,
+    mask_each_caption_for_mlm,
     mask_tokens_for_mlm,
     sample_hard_negatives,
     token_contrastive_loss,
@@ -1379,7 +1380,7 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         if decoder_input_ids is None:
             raise ValueError("Pass `labels` (training) or `decoder_input_ids`, or call `generate()` to answer.")
         if use_cache is None:
-            use_cache = labels is None and not self.training
+            use_cache = config.decoder.use_cache and labels is None and not self.training
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
 
@@ -1542,8 +1543,9 @@ class MCGForPreTraining(MCGPreTrainedModel):
         _check_text_inputs(input_ids, attention_mask)
         _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_size=input_ids.shape[0])
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        # training draws MLM masks and VTM negatives from the global RNG; evaluation from a fixed seed, so that
-        # evaluating a checkpoint twice gives the same loss
+        # training draws MLM masks and VTM negatives from the global RNG; evaluation masks each caption from its own
+        # tokens and draws VTM negatives from a fixed seed, so that evaluating a checkpoint twice, or in other
+        # batches, gives the same loss
         generator = None if self.training else torch.Generator(input_ids.device).manual_seed(0)
         video = self.mcg.encode_video(
             pixel_values_videos, video_frame_mask, return_cls_attention=config.tcl_loss_weight > 0, **kwargs
@@ -1563,13 +1565,13 @@ class MCGForPreTraining(MCGPreTrainedModel):
             if special_tokens_mask is None:
                 special_tokens_mask = (input_ids == config.eos_token_id) | ~attention_mask.bool()
                 special_tokens_mask[:, 0] = True
-            masked_ids, mlm_labels = mask_tokens_for_mlm(
+            masking = mask_tokens_for_mlm if self.training else mask_each_caption_for_mlm
+            masked_ids, mlm_labels = masking(
                 input_ids,
                 ~special_tokens_mask.bool(),
                 config.mask_token_id,
                 config.question_config.vocab_size,
                 config.mlm_probability,
-                generator=generator,
             )
             masked = self.mcg.encode_text(masked_ids, attention_mask)
             fused, _ = self.mcg.fuse(

@@ -342,6 +342,19 @@ def test_ddp_without_find_unused_parameters_trains_the_default_model_with_gradie
     assert losses[-1] < losses[0]
 
 
+def test_pretraining_evaluation_gives_a_sample_the_same_outputs_in_any_batch():
+    """In evaluation each caption's MLM masks come from its own tokens: a sample's predictions and embeddings are
+    those it gets alone, whatever else is in the batch (transformers' batching equivalence)."""
+    config = tiny_config(icl_loss_weight=0.5)
+    model = _model(MCGForPreTraining, config)
+    inputs = _inputs(MCGForPreTraining, config)
+    batch = _run(model, inputs)
+    for row in range(3):
+        alone = _run(model, {k: v[row : row + 1] for k, v in inputs.items()})
+        for name in ("logits_mlm", "video_embeds", "text_embeds"):
+            torch.testing.assert_close(getattr(alone, name)[0], getattr(batch, name)[row], atol=1e-5, rtol=1e-4)
+
+
 def test_a_one_pair_pretraining_batch_skips_video_text_matching():
     """VTM draws its negatives from the other pairs of the batch: a batch of one pair (inference on one clip, or
     the last batch of an epoch) gets the other losses and no VTM, not an error."""
@@ -425,6 +438,26 @@ def test_static_cache_generates_what_the_dynamic_cache_does():
     assert torch.equal(static.sequences, dynamic.sequences)
     for got, want in zip(static.scores, dynamic.scores):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_decoder_config_use_cache_switch_decides_whether_a_forward_keeps_a_cache():
+    """`config.decoder.use_cache` (what transformers' generation utilities look up) is honoured: on, an inference
+    forward returns the cache; off, it returns none and greedy decoding still gives the same answers; an explicit
+    `use_cache` argument wins over the config, and training forwards (labels) never build one."""
+    config = _config()
+    assert config.decoder.use_cache is True
+    model = _model(MCGForVideoQuestionAnswering, config)
+    batch, _ = _left_padded_questions(config)
+    start = torch.full((3, 1), config.decoder_start_token_id)
+    assert _run(model, batch, decoder_input_ids=start).cache is not None
+    cached = model.generate(**batch, num_beams=1, max_new_tokens=5)
+    model.config.decoder.use_cache = False
+    assert _run(model, batch, decoder_input_ids=start).cache is None
+    assert _run(model, batch, decoder_input_ids=start, use_cache=True).cache is not None
+    assert torch.equal(model.generate(**batch, num_beams=1, max_new_tokens=5, use_cache=False), cached)
+    model.config.decoder.use_cache = True
+    inputs = _inputs(MCGForVideoQuestionAnswering, config)
+    assert _run(model, inputs).cache is None
 
 
 def test_saved_folder_carries_the_official_generation_defaults(tmp_path, caplog):

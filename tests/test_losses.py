@@ -17,6 +17,7 @@ from modeling_mcg.losses import (
     clipped_importance,
     default_word_ids,
     instance_contrastive_loss,
+    mask_each_caption_for_mlm,
     mask_tokens_for_mlm,
     sample_hard_negatives,
     token_contrastive_loss,
@@ -156,6 +157,32 @@ def test_mlm_masking_statistics_and_protected_tokens():
     assert torch.equal(corrupted[~picked], ids[~picked])
     frac_mask = (corrupted[picked] == 4).float().mean().item()
     assert 0.74 < frac_mask < 0.86
+
+
+def test_each_caption_is_masked_the_same_way_in_any_batch_position_or_padding():
+    """Evaluation masking: a caption's corruption depends on its own tokens and the seed only, and keeps the BERT
+    statistics and the protected positions of `mask_tokens_for_mlm`."""
+    captions = torch.randint(10, 1000, (64, 30))
+    maskable = torch.ones_like(captions, dtype=torch.bool)
+    maskable[:, 0] = False
+    corrupted, labels = mask_each_caption_for_mlm(captions, maskable, mask_token_id=4, vocab_size=1000)
+    picked = labels != -100
+    assert not picked[:, 0].any() and torch.equal(labels[picked], captions[picked])
+    assert torch.equal(corrupted[~picked], captions[~picked])
+    assert abs(picked.float().mean().item() - 0.15 * 29 / 30) < 0.03
+    assert 0.7 < (corrupted[picked] == 4).float().mean().item() < 0.9
+    assert len({tuple(row) for row in picked.tolist()}) > 32  # captions are not all masked alike
+
+    # caption 5 alone, left-padded by 3 (the pads not maskable), and among other captions: the same corruption
+    alone = mask_each_caption_for_mlm(captions[5:6], maskable[5:6], 4, 1000)
+    padded_ids = torch.cat([torch.zeros(1, 3, dtype=torch.long), captions[5:6]], dim=1)
+    padded_maskable = torch.cat([torch.zeros(1, 3, dtype=torch.bool), maskable[5:6]], dim=1)
+    padded = mask_each_caption_for_mlm(padded_ids, padded_maskable, 4, 1000)
+    for got_corrupted, got_labels in (alone, (padded[0][:, 3:], padded[1][:, 3:])):
+        assert torch.equal(got_corrupted, corrupted[5:6]) and torch.equal(got_labels, labels[5:6])
+    assert torch.equal(padded[1][:, :3], torch.full((1, 3), -100))
+    other_seed = mask_each_caption_for_mlm(captions, maskable, 4, 1000, seed=1)[1]
+    assert not torch.equal(other_seed != -100, picked)
 
 
 def test_hard_negatives_are_never_the_positive():
