@@ -1,11 +1,14 @@
 """Two data-parallel CPU processes (gloo) through `accelerate launch` and the config file shipped in examples/:
-training splits the data between the processes, and the evaluation answers every question once, in dataset order."""
+training splits the data between the processes, and the evaluation answers every question once, in dataset order.
+With gradient checkpointing, `Trainer` wraps the model in DDP without find_unused_parameters, which fails at the
+second step if any weight goes without a gradient."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from example_scripts import free_port, offline_env
 
 from modeling_mcg.data.synthetic import load_synthetic_videoqa
@@ -14,7 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 NUM_VIDEOS = {"train": 4, "validation": 2, "test": 3}
 
 
-def test_two_processes_split_training_and_gather_every_question_in_order(tmp_path):
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient-checkpointing"])
+def test_two_processes_split_training_and_gather_every_question_in_order(tmp_path, checkpointing):
     cache = tmp_path / "cache"
     test = load_synthetic_videoqa("test", cache_dir=cache, num_videos=NUM_VIDEOS)
     assert len(test) > 11
@@ -29,6 +33,7 @@ def test_two_processes_split_training_and_gather_every_question_in_order(tmp_pat
         "--output_dir", str(out), "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
         "--per_device_eval_batch_size", "4", "--logging_steps", "1", "--dataloader_num_workers", "0",
         "--save_strategy", "no", "--max_train_samples", "16", "--max_eval_samples", "11",
+        "--gradient_checkpointing", str(checkpointing),
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]
