@@ -1192,6 +1192,13 @@ class MCGModel(MCGPreTrainedModel):
             video_cls_attention=video.cls_attention,
         )
 
+    def idle_contrastive_weights(self, loss_icl, loss_tcl) -> tuple[nn.Module | nn.Parameter, ...]:
+        """The contrastive weights no loss of the step used: the temperature without ICL, the projections too
+        without TCL (for `_with_idle_parameters`)."""
+        if loss_icl is not None:
+            return ()
+        return (self.temperature,) if loss_tcl is not None else (self.temperature, self.vision_proj, self.text_proj)
+
     def contrastive_losses(
         self,
         video: MCGVideoOutput,
@@ -1405,11 +1412,7 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
             for weight, part in ((config.icl_loss_weight, loss_icl), (config.tcl_loss_weight, loss_tcl)):
                 if part is not None:
                     loss = loss + weight * part
-            loss = _with_idle_parameters(
-                loss,
-                None if loss_icl is not None else self.mcg.temperature,
-                *(() if contrast else (self.mcg.vision_proj, self.mcg.text_proj)),
-            )
+            loss = _with_idle_parameters(loss, *self.mcg.idle_contrastive_weights(loss_icl, loss_tcl))
 
         output = MCGVideoQuestionAnsweringOutput(
             loss=loss,
@@ -1600,8 +1603,7 @@ class MCGForPreTraining(MCGPreTrainedModel):
             loss = sum(weight * part for weight, part in parts if part is not None)
             loss = _with_idle_parameters(
                 loss,
-                None if loss_icl is not None else self.mcg.temperature,
-                *(() if loss_icl is not None or loss_tcl is not None else (self.mcg.vision_proj, self.mcg.text_proj)),
+                *self.mcg.idle_contrastive_weights(loss_icl, loss_tcl),
                 None if loss_mlm is not None else self.mlm_head,
                 None if loss_vtm is not None else self.vtm_head,
                 None if loss_mlm is not None or loss_vtm is not None else self.mcg.fusor,

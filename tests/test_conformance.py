@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file
 from tiny_models import ENC, PAD, VOCAB, tiny_config, tiny_inputs
+from torch.nn.parallel import DistributedDataParallel
 from transformers import AutoModelForSeq2SeqLM
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
@@ -319,9 +321,6 @@ def test_every_trainable_weight_gets_a_gradient_whichever_losses_are_on(model_cl
 def test_ddp_without_find_unused_parameters_trains_the_default_model_with_gradient_checkpointing(tmp_path):
     """What `Trainer` sets up on several GPUs with gradient checkpointing on: DDP with find_unused_parameters=False.
     Every step must give every weight a gradient, or the second step raises."""
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
     config = tiny_config()
     model = _model(MCGForVideoQuestionAnswering, config).train()
     model.gradient_checkpointing_enable()
