@@ -206,7 +206,7 @@ class MCGPreTrainingOutput(ModelOutput):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Attention: written once, kernel chosen by `config._attn_implementation`
+# Attention: written once, kernel chosen by the sub-config's `_attn_implementation`
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -222,7 +222,8 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
 
 
 def attend(module, query, key, value, attention_mask, need_weights=False, **kwargs):
-    """The attention kernel named by `config._attn_implementation` on (b, h, l, dh) heads → (b, l, h, dh), weights.
+    """The attention kernel named by `module.config._attn_implementation` (the config of the stack the module belongs
+    to: `vision_config`, `question_config` or `decoder`) on (b, h, l, dh) heads → (b, l, h, dh), weights.
 
     Weights that a loss reads (`need_weights`) or that the caller records (`output_attentions`) come from eager
     attention whatever the configured kernel, so asking for attention maps never needs a second model.
@@ -252,7 +253,7 @@ class MCGVisionAttention(nn.Module):
 
     def __init__(self, config, hidden_size, num_heads, dropout=0.0, bias=True):
         super().__init__()
-        self.config = config  # the top-level config: the kernel is read from config._attn_implementation
+        self.config = config  # the vision config: the kernel is read from its _attn_implementation
         self.head_dim = hidden_size // num_heads
         self.scaling = self.head_dim**-0.5
         self.dropout = dropout
@@ -532,13 +533,11 @@ class MCGVisionEncoderLayer(GradientCheckpointingLayer):
         d, heads = vc.hidden_size, vc.num_attention_heads
         self.temporal_layer_norm = nn.LayerNorm(d, eps=vc.layer_norm_eps)
         self.temporal_attn = MCGVisionAttention(
-            config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias
+            vc, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias
         )
         self.temporal_fc = nn.Linear(d, d)
         self.layer_norm1 = nn.LayerNorm(d, eps=vc.layer_norm_eps)
-        self.spatial_attn = MCGVisionAttention(
-            config, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias
-        )
+        self.spatial_attn = MCGVisionAttention(vc, d, heads, dropout=vc.attention_probs_dropout_prob, bias=vc.qkv_bias)
         self.layer_norm2 = nn.LayerNorm(d, eps=vc.layer_norm_eps)
         self.mlp = MCGMLP(d, vc.intermediate_size, vc.hidden_act)
         self.dropout = nn.Dropout(vc.hidden_dropout_prob)
@@ -616,18 +615,18 @@ class MCGTextEmbeddings(nn.Module):
 class MCGTextLayer(GradientCheckpointingLayer):
     """Self-attention → (optional) cross-attention → FFN, each with a post-norm residual."""
 
-    def __init__(self, config, text_config, cross_attention_hidden_size=None, layer_idx=None):
+    def __init__(self, text_config, cross_attention_hidden_size=None, layer_idx=None):
         super().__init__()
         d, heads, p = (
             text_config.hidden_size,
             text_config.num_attention_heads,
             text_config.attention_probs_dropout_prob,
         )
-        self.self_attn = MCGAttention(config, d, heads, dropout=p, layer_idx=layer_idx)
+        self.self_attn = MCGAttention(text_config, d, heads, dropout=p, layer_idx=layer_idx)
         self.layer_norm1 = nn.LayerNorm(d, eps=text_config.layer_norm_eps)
         if cross_attention_hidden_size is not None:
             self.cross_attn = MCGAttention(
-                config, d, heads, kv_hidden_size=cross_attention_hidden_size, dropout=p, layer_idx=layer_idx
+                text_config, d, heads, kv_hidden_size=cross_attention_hidden_size, dropout=p, layer_idx=layer_idx
             )
             self.cross_attn_layer_norm = nn.LayerNorm(d, eps=text_config.layer_norm_eps)
         self.mlp = MCGMLP(d, text_config.intermediate_size, text_config.hidden_act)
@@ -696,6 +695,42 @@ class MCGPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = False
     _supports_attention_backend = True
     _no_split_modules = ["MCGVisionEncoderLayer", "MCGTextLayer"]
+
+    def __init__(self, config: MCGConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        # Each stack's attention reads the kernel from its own sub-config, so that
+        # `attn_implementation={"vision_config": "eager", ...}` works as in transformers' composite models. The
+        # sub-models share the top-level config, so transformers resolves only the top-level kernel here; a
+        # sub-config nobody named follows it, and a named one is checked like the top-level one.
+        for key in config.sub_configs:
+            sub_config = getattr(config, key, None)
+            if sub_config is not None:
+                requested = sub_config._attn_implementation or config._attn_implementation
+                sub_config._attn_implementation_internal = self._check_and_adjust_attn_implementation(
+                    requested, is_init_check=True
+                )
+
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False):
+        """Switch attention kernels in place: a string for every stack, or a dict keyed by sub-config
+        (`"vision_config"`, `"question_config"`, `"decoder"`; `""` for the top level) for some of them. The fusor
+        follows `question_config`, whose layers it is built from."""
+        known = ("", *self.config.sub_configs)
+        if isinstance(attn_implementation, dict):
+            unknown = sorted(set(attn_implementation) - set(known))
+            if unknown:
+                raise ValueError(
+                    f"attn_implementation keys {unknown} are not sub-configs of {type(self.config).__name__}; "
+                    f"use {list(known)}, or a string for all of them."
+                )
+            requested = attn_implementation
+        else:
+            requested = dict.fromkeys(known, attn_implementation)
+        checked = {
+            key: self._check_and_adjust_attn_implementation(value, allow_all_kernels=allow_all_kernels)
+            for key, value in requested.items()
+        }  # every value checked before any is applied
+        for key, value in checked.items():
+            (self.config if key == "" else getattr(self.config, key))._attn_implementation_internal = value
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights (safetensors), config and generation config; with the package imported, also the model code
@@ -950,7 +985,7 @@ class MCGTextModel(MCGPreTrainedModel):
         num_layers = text_config.num_hidden_layers if num_layers is None else num_layers
         self.max_positions = text_config.max_position_embeddings
         self.layers = nn.ModuleList(
-            [MCGTextLayer(config, text_config, cross_attention_hidden_size, layer_idx=i) for i in range(num_layers)]
+            [MCGTextLayer(text_config, cross_attention_hidden_size, layer_idx=i) for i in range(num_layers)]
         )
         self.post_init()
 
@@ -1326,6 +1361,12 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
 
     def get_decoder(self):
         return self.decoder
+
+    def create_masks_for_generate(self, config, inputs_embeds, attention_mask, **kwargs):
+        """The decoder builds its causal mask over the cache itself (`MCGTextModel._self_attention_mask`, static
+        caches included), from the 2-D padding mask `generate()` holds: that mask is passed on unchanged instead of
+        transformers' 4-D one."""
+        return attention_mask
 
     def get_input_embeddings(self):
         return self.decoder.get_input_embeddings()

@@ -18,7 +18,8 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from tiny_models import ENC, PAD, VOCAB, tiny_config, tiny_inputs
 from torch.nn.parallel import DistributedDataParallel
-from transformers import AutoModelForSeq2SeqLM
+from transformers import AttentionInterface, AutoModelForSeq2SeqLM
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
@@ -154,6 +155,72 @@ def test_eager_and_sdpa_agree_on_every_recorded_hidden_state(model_class, poolin
         assert len(getattr(out_s, name)) == RECORDED[model_class][name]
         for got, want in zip(getattr(out_s, name), getattr(out_e, name)):
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=name)
+
+
+_STACK_PREFIXES = {
+    "vision_config": ("mcg.vision_model.",),
+    "question_config": ("mcg.question_model.", "mcg.fusor."),  # the fusor is built from question_config
+    "decoder": ("decoder.",),
+}
+
+
+def _recording_kernel(calls):
+    """An attention function registered with transformers that records which module called it, then runs SDPA."""
+
+    def kernel(module, *args, **kwargs):
+        calls.append(module)
+        return sdpa_attention_forward(module, *args, **kwargs)
+
+    name = f"mcg_test_recording_{id(calls)}"
+    AttentionInterface.register(name, kernel)
+    return name
+
+
+def _attention_modules(model, prefixes):
+    return {
+        name: module for name, module in model.named_modules() if name.endswith("attn") and name.startswith(prefixes)
+    }
+
+
+@pytest.mark.parametrize("key", list(_STACK_PREFIXES))
+def test_an_attention_kernel_named_for_one_sub_config_runs_only_that_stack(key, tmp_path):
+    calls = []
+    kernel = _recording_kernel(calls)
+    config = tiny_config()
+    reference = _model(MCGForVideoQuestionAnswering, config)
+    reference.save_pretrained(tmp_path)
+    model = MCGForVideoQuestionAnswering.from_pretrained(tmp_path, attn_implementation={key: kernel}).eval()
+    for other in _STACK_PREFIXES:
+        assert getattr(model.config, other)._attn_implementation == (kernel if other == key else "sdpa")
+    inputs = tiny_inputs(model.config)
+    with torch.no_grad():
+        got, want = model(**inputs).logits, reference(**inputs).logits
+    torch.testing.assert_close(got, want)
+    expected = _attention_modules(model, _STACK_PREFIXES[key])
+    assert {id(m) for m in calls} == {id(m) for m in expected.values()}, sorted(expected)
+
+    # switched in place, per stack or all at once
+    calls.clear()
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        model(**inputs)
+    assert calls == [] and model.config.vision_config._attn_implementation == "eager"
+    model.set_attn_implementation({key: kernel})
+    with torch.no_grad():
+        model(**inputs)
+    assert {id(m) for m in calls} == {id(m) for m in expected.values()}
+
+
+def test_set_attn_implementation_rejects_an_unknown_sub_config_or_kernel_and_changes_nothing():
+    model = _model(MCGForVideoQuestionAnswering, tiny_config())
+    with pytest.raises(ValueError, match=r"\['vison_config'\] are not sub-configs of MCGConfig"):
+        model.set_attn_implementation({"vison_config": "eager"})
+    with pytest.raises(ValueError, match="does not support Flash Attention"):
+        model.set_attn_implementation({"decoder": "eager", "vision_config": "flash_attention_2"})
+    kernels = [model.config._attn_implementation] + [
+        getattr(model.config, k)._attn_implementation for k in _STACK_PREFIXES
+    ]
+    assert kernels == ["sdpa"] * 4
 
 
 def test_model_hidden_states_end_in_the_fused_evidence():
@@ -437,6 +504,20 @@ def test_static_cache_generates_what_the_dynamic_cache_does():
     assert torch.equal(static.sequences, dynamic.sequences)
     for got, want in zip(static.scores, dynamic.scores):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager", {"decoder": "eager"}], ids=str)
+def test_static_cache_generation_works_whatever_kernel_the_model_was_loaded_with(attn_implementation, tmp_path):
+    """Loading with an explicit kernel gives the decoder's sub-config one, and transformers then hands a static-cache
+    `generate()` a 4-D mask of its own making, which the decoder (building its own mask) used to choke on."""
+    config = _config()
+    _model(MCGForVideoQuestionAnswering, config).save_pretrained(tmp_path)
+    model = MCGForVideoQuestionAnswering.from_pretrained(tmp_path, attn_implementation=attn_implementation).eval()
+    batch, _ = _left_padded_questions(model.config)
+    options = dict(num_beams=1, max_new_tokens=6)
+    assert torch.equal(
+        model.generate(**batch, cache_implementation="static", **options), model.generate(**batch, **options)
+    )
 
 
 def test_the_decoder_config_use_cache_switch_decides_whether_a_forward_keeps_a_cache():
