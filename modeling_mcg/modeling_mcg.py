@@ -16,6 +16,7 @@ Dimension legend used in shape comments:
     h heads    e projection size    c answer candidates    v vocabulary
 """
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 
@@ -434,6 +435,10 @@ def sinusoidal_temporal_embedding(num_frames: int, dim: int) -> torch.Tensor:
     return (table * math.sqrt(dim / half)).float() if half else table.float()
 
 
+def _convolution_output_size(size: tuple[int, int], conv: nn.Conv2d) -> tuple[int, int]:
+    return tuple((n + 2 * conv.padding[i] - conv.kernel_size[i]) // conv.stride[i] + 1 for i, n in enumerate(size))
+
+
 class MCGVisionEmbeddings(nn.Module):
     """Patch embedding (after a convolutional stem with `patch_embedding_type="conv_stem"`) + [CLS] + learned
     spatial position embedding + learned temporal embedding (zeros at init), and with a `motion_input` the
@@ -489,6 +494,15 @@ class MCGVisionEmbeddings(nn.Module):
             **({"align_corners": False} if mode == "linear" else {}),
         )
         return resized.transpose(1, 2)  # (1, t, d)
+
+    def convolutions(self, height: int, width: int) -> list[tuple[nn.Conv2d, int]]:
+        """Each convolution with the number of output positions it computes on a frame of height x width."""
+        stem = [] if self.conv_stem is None else [m for m in self.conv_stem if isinstance(m, nn.Conv2d)]
+        chain = [*stem, self.patch_embedding]  # each reads the previous one's output
+        sizes = list(itertools.accumulate(chain, _convolution_output_size, initial=(height, width)))[1:]
+        found = [(conv, h * w) for conv, (h, w) in zip(chain, sizes)]
+        motion = [] if self.motion_embedding is None else [(self.motion_embedding, found[-1][1])]  # on the frames
+        return found + motion
 
     def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
         """(b, t, c, H, W) → video tokens (b, 1 + t n, d): [CLS, frame 0 patches, frame 1 patches, ...]."""
@@ -732,6 +746,29 @@ class MCGPreTrainedModel(PreTrainedModel):
         for key, value in checked.items():
             (self.config if key == "" else getattr(self.config, key))._attn_implementation_internal = value
 
+    def floating_point_ops(self, input_dict: dict, exclude_embeddings: bool = True) -> int:
+        """FLOPs of one training step (forward + backward) on the batch `input_dict`, which `Trainer` adds up as
+        `total_flos`: 6 x parameters x tokens, summed over the passes this model's forward makes through each stack
+        (`_stack_passes`: the videos through the IVM, the questions or captions through the IQM and the fusor, the
+        answers through the generator and its head). Embedding tables are left out by default and attention scores
+        are not counted, as in transformers' estimate, which multiplies all parameters by the question tokens alone
+        and so leaves out the video tokens that carry most of the compute."""
+        passes = self._stack_passes(input_dict)
+        embeddings = set()
+        if exclude_embeddings:
+            embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        total = 0
+        for modules, tokens in passes:
+            weights = {id(w): w.numel() for module in modules for w in module.parameters() if id(w) not in embeddings}
+            total += sum(weights.values()) * tokens
+        return 6 * total
+
+    def _stack_passes(self, inputs: dict) -> list[tuple[tuple[nn.Module, ...], int]]:
+        """(modules, tokens) for every pass of this model's forward over `inputs`; see `floating_point_ops`. Here:
+        the whole model over the main input's tokens (a text stack)."""
+        main = inputs.get(self.main_input_name)
+        return [((self,), 0 if main is None else main.numel())]
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights (safetensors), config and generation config; with the package imported, also the model code
         and a complete `auto_map` (see `AUTO_MAP`)."""
@@ -898,6 +935,18 @@ def _select_videos(video: MCGVideoOutput, video_index: torch.Tensor) -> MCGVideo
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _video_token_counts(config: MCGConfig, inputs: dict) -> tuple[int, int, int]:
+    """(videos, tokens each video is encoded as, tokens each video leaves the IVM as) for the FLOP count of
+    `inputs`; zeros without `pixel_values_videos`."""
+    pixels = inputs.get("pixel_values_videos")
+    if pixels is None:
+        return 0, 0, 0
+    v, t, _, height, width = pixels.shape
+    patches = (height // config.vision_config.patch_size) * (width // config.vision_config.patch_size)
+    pooled = config.vision_config.temporal_pooling == "mean"
+    return v, 1 + t * patches, 1 + (patches if pooled else t * patches)
+
+
 class MCGVisionModel(MCGPreTrainedModel):
     """The IVM: (b, t, 3, H, W) frames → video tokens (see [`MCGVideoOutput`])."""
 
@@ -916,6 +965,21 @@ class MCGVisionModel(MCGPreTrainedModel):
         self.layers = nn.ModuleList([MCGVisionEncoderLayer(config, rate) for rate in rates])
         self.post_layernorm = nn.LayerNorm(vc.hidden_size, eps=vc.layer_norm_eps)
         self.post_init()
+
+    def _stack_passes(self, inputs):
+        """The layers once per video token; each convolution of the embeddings once per output position, which
+        for a convolutional stem is several per token."""
+        videos, tokens, _ = _video_token_counts(self.config, inputs)
+        passes = [((self.layers, self.post_layernorm), videos * tokens)]
+        if videos:
+            frames, height, width = (
+                videos * inputs["pixel_values_videos"].shape[1],
+                *inputs["pixel_values_videos"].shape[-2:],
+            )
+            passes += [
+                ((conv,), frames * positions) for conv, positions in self.embeddings.convolutions(height, width)
+            ]
+        return passes
 
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
@@ -1094,6 +1158,18 @@ class MCGModel(MCGPreTrainedModel):
         self.text_proj = nn.Linear(config.question_config.hidden_size, config.projection_dim)
         self.temperature = nn.Parameter(torch.tensor(config.temperature_init))
         self.post_init()
+
+    def _stack_passes(self, inputs, text_passes: int = 1, fusion_passes: int = 1):
+        """The IVM once per distinct video, the IQM `text_passes` times over the text, the fusor `fusion_passes`
+        times (with `fusion_type="concat"` the IQM again, over each question and its video's tokens)."""
+        _, _, output = _video_token_counts(self.config, inputs)
+        ids = inputs.get("input_ids")
+        rows, text = (0, 0) if ids is None else (ids.shape[0], ids.numel())
+        if self.fusor is not None:
+            fusion = ((self.fusor,), fusion_passes * text)
+        else:
+            fusion = ((self.question_model,), fusion_passes * (text + rows * output))
+        return [*self.vision_model._stack_passes(inputs), ((self.question_model,), text_passes * text), fusion]
 
     def get_input_embeddings(self):
         return self.question_model.get_input_embeddings()
@@ -1344,6 +1420,20 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
         # Trainer's resume compares the keys a checkpoint lacks with these: the tied head is saved as the embedding
         self._keys_to_ignore_on_save = list(self._tied_weights_keys) if config.tie_word_embeddings else None
 
+    def _stack_passes(self, inputs):
+        """The encoder's passes, the question + answer pairs through the IQM again with ICL/TCL on, and the answer
+        tokens through the generator and its head."""
+        answers = inputs.get("labels", inputs.get("decoder_input_ids"))
+        answer_tokens = 0 if answers is None else answers.numel()
+        ids = inputs.get("input_ids")
+        contrastive = self.config.icl_loss_weight > 0 or self.config.tcl_loss_weight > 0
+        pairs = contrastive * (answer_tokens + (0 if ids is None else ids.numel()))
+        return [
+            *self.mcg._stack_passes(inputs),
+            ((self.mcg.question_model,), pairs),
+            ((self.decoder, self.lm_head), answer_tokens),
+        ]
+
     def tie_weights(self, missing_keys=None, recompute_mapping=True):
         """Tie the LM head to the answer generator's input embedding. A folder without an answer generator (a
         pre-training checkpoint) has neither of the two: they are then tied as initialised, and only the embedding
@@ -1560,6 +1650,15 @@ class MCGForPreTraining(MCGPreTrainedModel):
         self.mlm_head = MCGLMHead(config.question_config)  # untied, as the official code
         self.vtm_head = nn.Linear(config.question_config.hidden_size, 2) if config.vtm_loss_weight > 0 else None
         self.post_init()
+
+    def _stack_passes(self, inputs):
+        """The captions through the IQM for the contrastive embeddings, again masked for MLM (then fused, and the
+        MLM head) and again for VTM (then fused for the positive pairs and both kinds of hard negatives)."""
+        ids = inputs.get("input_ids")
+        rows, text = (0, 0) if ids is None else (ids.shape[0], ids.numel())
+        mlm, vtm = self.config.mlm_loss_weight > 0, self.vtm_head is not None and rows > 1
+        passes = self.mcg._stack_passes(inputs, text_passes=1 + mlm + vtm, fusion_passes=mlm + 3 * vtm)
+        return passes + [((self.mlm_head,), text * mlm)]
 
     def get_input_embeddings(self):
         return self.mcg.get_input_embeddings()

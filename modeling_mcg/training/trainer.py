@@ -9,6 +9,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import datasets
 import torch
@@ -66,6 +67,11 @@ class MCGTrainer(Trainer):
             if isinstance(module, MCGPreTrainedModel):
                 return module
         raise TypeError(f"{type(self).__name__} trains MCG models; got {type(self.model).__name__}")
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """The model's count (`MCGPreTrainedModel.floating_point_ops`), which includes the video tokens, for
+        `total_flos`; `Trainer`'s own multiplies every parameter by the question tokens only."""
+        return self.mcg_model().floating_point_ops(inputs)
 
     def _build_accelerator_args(self, **kwargs):
         accelerator_args = super()._build_accelerator_args(**kwargs)
