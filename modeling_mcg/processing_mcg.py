@@ -29,10 +29,10 @@ from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.tokenization_utils_base import BatchEncoding, PreTrainedTokenizerBase
 
-from .video_processing_mcg import MCGVideoProcessor
+from .video_processing_mcg import MCGVideoProcessor, MCGVideoProcessorKwargs
 
 ENC_TOKEN = "[ENC]"
 DEC_TOKEN = "[DEC]"
@@ -127,6 +127,19 @@ def _as_string_list(value: Any, name: str) -> list[str]:
     raise TypeError(f"{name} must be a string or a list of strings; got {type(value).__name__}.")
 
 
+class MCGProcessorKwargs(ProcessingKwargs, total=False):
+    """`MCGProcessor.__call__` options, as in transformers: flat (`padding="max_length"`, `num_frames=16`) or by
+    modality (`text_kwargs={...}`, `videos_kwargs={...}`, `common_kwargs={"return_tensors": "np"}`)."""
+
+    videos_kwargs: MCGVideoProcessorKwargs
+
+
+# The text options the question encoding honours; the others (pairs, offsets, overflow, ...) have no meaning for
+# `[ENC] question [SEP]` and are refused rather than ignored.
+_TEXT_OPTIONS = ("padding", "truncation", "max_length", "pad_to_multiple_of", "padding_side", "return_attention_mask")
+_MODALITY_DICTS = ("text_kwargs", "videos_kwargs", "common_kwargs")
+
+
 class MCGProcessor(ProcessorMixin):
     r"""
     Wraps an [`MCGVideoProcessor`] and a BERT WordPiece tokenizer (with `[DEC]`/`[ENC]`) into one processor.
@@ -154,6 +167,10 @@ class MCGProcessor(ProcessorMixin):
 
     enc_token = ENC_TOKEN
     dec_token = DEC_TOKEN
+    valid_processor_kwargs = MCGProcessorKwargs
+    # defaults of the call options (transformers' `_merge_kwargs` reads them per modality)
+    text_kwargs = {"padding": "longest", "return_tensors": "pt"}
+    videos_kwargs = {"return_tensors": "pt"}
 
     def __init__(
         self,
@@ -274,27 +291,117 @@ class MCGProcessor(ProcessorMixin):
     def _answer_ids(self, token_ids: list[int]) -> list[int]:
         return token_ids[: self.max_answer_length - 1] + [self.eos_token_id]
 
-    def encode_questions(self, questions: list[str], subtitles: list[str | None] | None = None) -> list[list[int]]:
-        """`[ENC] question [SEP]` (+ `subtitles [SEP]`), unpadded; the question is cut to `max_question_length`."""
+    def encode_questions(
+        self,
+        questions: list[str],
+        subtitles: list[str | None] | None = None,
+        max_length: int | None = None,
+        truncation: bool = True,
+    ) -> list[list[int]]:
+        """`[ENC] question [SEP]` (+ `subtitles [SEP]`), unpadded. The question is cut to `max_question_length`, or
+        without subtitles to `max_length` when that is given; subtitles fill what is left of `max_length` (default
+        `max_subtitle_length`). With `truncation=False` a sequence that would be cut raises instead."""
         sep = self.eos_token_id
-        sequences = []
+        question_budget = self.max_question_length
+        if subtitles is None and max_length is not None:
+            question_budget = max_length
+        total_budget = self.max_subtitle_length if max_length is None else max_length
+        if question_budget < 2:
+            raise ValueError(f"max_length={max_length} leaves no room for [ENC] and [SEP]; use at least 3.")
         question_ids = self._tokenize(questions)
         subtitle_ids = [None] * len(questions)
         if subtitles is not None:
             present = [i for i, sub in enumerate(subtitles) if sub is not None and sub.strip()]
             for i, ids in zip(present, self._tokenize([subtitles[i] for i in present])):
                 subtitle_ids[i] = ids
-        for ids, sub_ids in zip(question_ids, subtitle_ids):
-            sequence = [self.enc_token_id] + ids[: self.max_question_length - 2] + [sep]
+        sequences = []
+        for index, (ids, sub_ids) in enumerate(zip(question_ids, subtitle_ids)):
+            sequence = [self.enc_token_id] + ids[: question_budget - 2] + [sep]
+            untruncated = len(ids) + 2
             if sub_ids is not None:
-                budget = self.max_subtitle_length - len(sequence) - 1
-                sequence = sequence + sub_ids[:budget] + [sep]
+                sequence = sequence + sub_ids[: max(total_budget - len(sequence) - 1, 0)] + [sep]
+                untruncated += len(sub_ids) + 1
+            if not truncation and untruncated > len(sequence):
+                raise ValueError(
+                    f"text[{index}] takes {untruncated} tokens with its special tokens (and subtitles), more than "
+                    f"{question_budget if sub_ids is None else total_budget}; raise max_length or allow truncation."
+                )
             sequences.append(sequence)
         return sequences
 
     @staticmethod
-    def _pad(sequences: list[list[int]], length: int, value: int) -> list[list[int]]:
+    def _pad(sequences: list[list[int]], length: int | None, value: int, side: str = "right") -> list[list[int]]:
+        if length is None:  # padding=False
+            return [list(sequence) for sequence in sequences]
+        if side == "left":
+            return [[value] * (length - len(sequence)) + sequence for sequence in sequences]
         return [sequence + [value] * (length - len(sequence)) for sequence in sequences]
+
+    @staticmethod
+    def _padded_length(sequences: list[list[int]], max_length: int, options: dict) -> int | None:
+        """The length `options["padding"]` pads to (None: no padding), rounded up to `pad_to_multiple_of`."""
+        if options["padding"] == "do_not_pad":
+            return None
+        length = max_length if options["padding"] == "max_length" else max(len(s) for s in sequences)
+        multiple = options.get("pad_to_multiple_of")
+        return -(-length // multiple) * multiple if multiple else length
+
+    def _encode_question_batch(self, questions, subtitles, options: dict) -> dict[str, list[list[int]]]:
+        max_length = options.get("max_length")
+        sequences = self.encode_questions(questions, subtitles, max_length, options["truncation"])
+        if max_length is None:
+            max_length = self.max_subtitle_length if subtitles is not None else self.max_question_length
+        length = self._padded_length(sequences, max_length, options)
+        side = options["padding_side"]
+        encoded = {"input_ids": self._pad(sequences, length, self.pad_token_id, side)}
+        if options["return_attention_mask"]:
+            encoded["attention_mask"] = self._pad([[1] * len(s) for s in sequences], length, 0, side)
+        return encoded
+
+    def _call_options(self, kwargs: dict) -> dict[str, dict]:
+        """Merge the call options as transformers' processors do (processor defaults < the tokenizer's own settings
+        < `common_kwargs` < `text_kwargs`/`videos_kwargs` < flat options), after refusing unknown options and text
+        options that `[ENC] question [SEP]` cannot honour (silently ignoring them would give other inputs than asked
+        for)."""
+        text_keys = set(MCGProcessorKwargs.__annotations__["text_kwargs"].__annotations__)
+        video_keys = set(self.video_processor.valid_kwargs.__annotations__)
+        unknown = sorted(set(kwargs) - text_keys - video_keys - set(_MODALITY_DICTS))
+        if unknown:
+            raise TypeError(
+                f"MCGProcessor got unexpected keyword argument(s) {unknown}; besides videos, text, answers, "
+                "subtitles and choices it takes text options (padding, max_length, truncation, ...), video processor "
+                "options (num_frames, sampling, do_augment, seed, ...), return_tensors, or those grouped in "
+                "text_kwargs / videos_kwargs / common_kwargs."
+            )
+        asked = {key for key in kwargs if key in text_keys and key not in video_keys}
+        asked |= set(kwargs.get("text_kwargs", {}))
+        unsupported = sorted(asked - set(_TEXT_OPTIONS) - {"return_tensors"})
+        if unsupported:
+            raise TypeError(
+                f"MCGProcessor does not support the text option(s) {unsupported}: questions are encoded as "
+                f"[ENC] question [SEP] (+ subtitles [SEP]); the supported ones are {list(_TEXT_OPTIONS)}."
+            )
+        options = self._merge_kwargs(MCGProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        text = options["text_kwargs"]
+        padding = text.get("padding")
+        padding = getattr(padding, "value", padding)  # PaddingStrategy
+        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
+        if padding not in ("longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be 'longest' (or True), 'max_length' or False; got {padding!r}.")
+        truncation = text.get("truncation")
+        truncation = getattr(truncation, "value", truncation)  # TruncationStrategy
+        if truncation not in (None, True, False, "longest_first", "only_first", "do_not_truncate"):
+            raise ValueError(f"truncation={truncation!r} does not apply to single questions; use True or False.")
+        side = text.get("padding_side") or "right"
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right'; got {side!r}.")
+        text.update(
+            padding=padding,
+            truncation=truncation not in (False, "do_not_truncate"),
+            padding_side=side,
+            return_attention_mask=text.get("return_attention_mask") is not False,
+        )
+        return options
 
     def __call__(
         self,
@@ -303,22 +410,26 @@ class MCGProcessor(ProcessorMixin):
         answers: str | list[str] | None = None,
         subtitles: str | list[str | None] | None = None,
         choices: Sequence[str] | Sequence[Sequence[str]] | None = None,
-        return_tensors: str | None = "pt",
-        padding: bool | str = "longest",
-        **video_kwargs,
+        **kwargs: Unpack[MCGProcessorKwargs],
     ) -> BatchEncoding:
         """Prepare a batch of (video, question[, answer][, subtitles][, candidate answers]).
 
         Args:
-            videos: anything `MCGVideoProcessor` takes (one video or a list); `video_kwargs` (e.g. `num_frames`,
-                `sampling`, `do_augment`, `seed`) are passed to it.
+            videos: anything `MCGVideoProcessor` takes (one video or a list).
             text: one question or a list of questions.
             answers: the answer(s) for teacher forcing -> `labels`.
             subtitles: per question a string (or None), appended after the question (TVQA).
             choices: per question a list of candidate answers -> `choice_labels`; for a single question a plain list
                 of strings is accepted.
-            padding: `"longest"` (default, pad to the longest in the batch) or `"max_length"` (pad to the
-                configured maximum lengths, for static shapes).
+            kwargs: options, flat or by modality as in transformers (`text_kwargs`, `videos_kwargs`,
+                `common_kwargs`). Video options (`num_frames`, `sampling`, `do_augment`, `seed`, ...) go to
+                `MCGVideoProcessor`. Text options: `padding` (`"longest"`/`True`, the default; `"max_length"` for
+                static shapes; `False` with `return_tensors=None` for unpadded lists), `max_length` (the length of
+                `[ENC] question [SEP]`, with subtitles the whole sequence; defaults to `max_question_length` /
+                `max_subtitle_length`), `truncation` (on by default; `False` raises on a longer question),
+                `pad_to_multiple_of`, `padding_side` (`"right"` by default) and `return_attention_mask`. Answers
+                are cut to `max_answer_length` and, with `padding="max_length"`, padded to it. `return_tensors`:
+                `"pt"` (default), `"np"` or None.
 
         Returns:
             `BatchEncoding` with, depending on the inputs: `input_ids`, `attention_mask` (b, s) int64;
@@ -330,17 +441,9 @@ class MCGProcessor(ProcessorMixin):
             raise ValueError("subtitles were given without text; subtitles are appended to questions.")
         if videos is None and text is None and answers is None and choices is None:
             raise ValueError("Nothing to process: pass at least one of videos, text, answers or choices.")
-        unknown = set(video_kwargs) - set(self.video_processor.valid_kwargs.__annotations__)
-        if unknown:
-            raise TypeError(
-                f"MCGProcessor got unexpected keyword argument(s) {sorted(unknown)}; besides videos, text, answers, "
-                "subtitles, choices, return_tensors and padding it takes only video processor options such as "
-                "num_frames, sampling, do_augment or seed."
-            )
-        if padding is True:
-            padding = "longest"
-        if padding not in ("longest", "max_length"):
-            raise ValueError(f"padding must be 'longest' or 'max_length'; got {padding!r}.")
+        options = self._call_options(kwargs)
+        text_options, video_options = options["text_kwargs"], options["videos_kwargs"]
+        return_tensors = text_options.pop("return_tensors", None)
 
         counts = {}
         questions = subtitle_list = answer_list = choice_lists = video_list = None
@@ -373,22 +476,16 @@ class MCGProcessor(ProcessorMixin):
 
         data = {}
         if questions is not None:
-            sequences = self.encode_questions(questions, subtitle_list)
-            if padding == "max_length":
-                length = self.max_subtitle_length if subtitle_list is not None else self.max_question_length
-            else:
-                length = max(len(sequence) for sequence in sequences)
-            data["input_ids"] = self._pad(sequences, length, self.pad_token_id)
-            data["attention_mask"] = self._pad([[1] * len(sequence) for sequence in sequences], length, 0)
+            data.update(self._encode_question_batch(questions, subtitle_list, text_options))
         if video_list is not None:
-            data.update(self.video_processor(video_list, return_tensors=return_tensors, **video_kwargs))
+            data.update(self.video_processor(video_list, **video_options))
         if answer_list is not None:
             labels = [self._answer_ids(ids) for ids in self._tokenize(answer_list)]
-            length = self.max_answer_length if padding == "max_length" else max(len(ids) for ids in labels)
+            length = self._padded_length(labels, self.max_answer_length, text_options)
             data["labels"] = self._pad(labels, length, IGNORE_INDEX)
         if choice_lists is not None:
             flat = [self._answer_ids(ids) for ids in self._tokenize([c for cands in choice_lists for c in cands])]
-            length = self.max_answer_length if padding == "max_length" else max(len(ids) for ids in flat)
+            length = self._padded_length(flat, self.max_answer_length, text_options)
             max_choices = max(len(cands) for cands in choice_lists)
             rows, start = [], 0
             for cands in choice_lists:

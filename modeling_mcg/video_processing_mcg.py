@@ -51,12 +51,13 @@ _INTERPOLATION_MODES = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-class MCGVideosKwargs(VideosKwargs, total=False):
+class MCGVideoProcessorKwargs(VideosKwargs, total=False):
     """Call-time options of `MCGVideoProcessor` beyond the standard video kwargs.
 
     sampling: one of `SAMPLING_STRATEGIES` ("uniform", "rand", "headtail", "fps").
     frame_padding: how a clip shorter than `num_frames` is filled: "repeat" frames or "mask" them out.
-    target_fps / min_frames / max_frames: frame rate and frame-count bounds for `sampling="fps"`.
+    target_fps / min_frames / max_frames: frame rate and frame-count bounds for `sampling="fps"`; transformers'
+        standard `fps=x` is the same as `sampling="fps", target_fps=x`.
     do_augment: temporally consistent random resized crop + horizontal flip + colour jitter (training).
     augment_scale / augment_ratio: area fraction and aspect-ratio ranges of the random resized crop.
     augment_flip_prob: probability of the horizontal flip.
@@ -171,7 +172,8 @@ class MCGVideoProcessor(BaseVideoProcessor):
             frame per segment, training), `"headtail"` (the paper's pretraining sampler) or `"fps"`.
         frame_padding (`str`, defaults to `"repeat"`): clips shorter than `num_frames` repeat frames (`"repeat"`)
             or are padded with masked-out frames (`"mask"`, `video_frame_mask` 0).
-        target_fps, min_frames, max_frames: for `sampling="fps"`.
+        target_fps, min_frames, max_frames: for `sampling="fps"`; `fps=x` (transformers' name for sampling by
+            time) is `sampling="fps", target_fps=x`.
         size (`dict`, defaults to `{"shortest_edge": 224}`): `{"shortest_edge": s}` keeps the aspect ratio,
             `{"height": h, "width": w}` resizes exactly (the paper's QA setting, 224 x 224 with no crop).
         crop_size (`dict`, defaults to `{"height": 224, "width": 224}`): centre crop after resizing.
@@ -199,7 +201,7 @@ class MCGVideoProcessor(BaseVideoProcessor):
     ```
     """
 
-    valid_kwargs = MCGVideosKwargs
+    valid_kwargs = MCGVideoProcessorKwargs
     model_input_names = ["pixel_values_videos", "video_frame_mask"]
 
     num_frames = 8
@@ -230,7 +232,7 @@ class MCGVideoProcessor(BaseVideoProcessor):
     autorotate = True
     allow_images = False
 
-    def __init__(self, **kwargs: Unpack[MCGVideosKwargs]):
+    def __init__(self, **kwargs: Unpack[MCGVideoProcessorKwargs]):
         super().__init__(**kwargs)
         self._check_choices(self.sampling, self.frame_padding, self.resample)
 
@@ -563,10 +565,13 @@ class MCGVideoProcessor(BaseVideoProcessor):
         validate_typed_dict(self.valid_kwargs, kwargs)
         opts = {name: kwargs.get(name, getattr(self, name, None)) for name in self.valid_kwargs.__annotations__}
         opts["return_tensors"] = kwargs.get("return_tensors")
-        if opts["fps"] is not None:
-            raise ValueError(
-                "MCGVideoProcessor does not take fps=; use sampling='fps' with target_fps=... (and min/max_frames)."
-            )
+        if opts["fps"] is not None:  # transformers' fps: frames to sample per second of video
+            if kwargs.get("sampling", "fps") != "fps" or {"target_fps", "num_frames"} & set(kwargs):
+                raise ValueError(
+                    f"fps={opts['fps']} samples frames by time (sampling='fps' with target_fps=fps, within "
+                    "min_frames/max_frames); pass it without sampling=, target_fps= or num_frames=."
+                )
+            opts["sampling"], opts["target_fps"] = "fps", opts["fps"]
         self._check_choices(opts["sampling"], opts["frame_padding"], opts["resample"])
         standardized = self._standardize_kwargs(
             size=opts["size"],
@@ -580,7 +585,7 @@ class MCGVideoProcessor(BaseVideoProcessor):
         self._validate_preprocess_kwargs(**opts)
         return opts
 
-    def preprocess(self, videos: Any, **kwargs: Unpack[MCGVideosKwargs]) -> BatchFeature:
+    def preprocess(self, videos: Any, **kwargs: Unpack[MCGVideoProcessorKwargs]) -> BatchFeature:
         """Process one video or a batch (see the class docstring) into `pixel_values_videos` and `video_frame_mask`.
 
         Returns:
@@ -592,6 +597,8 @@ class MCGVideoProcessor(BaseVideoProcessor):
         metadata = opts["video_metadata"]
         if metadata is None or isinstance(metadata, (dict, VideoMetadata)):
             metadata = [metadata] * len(clips)
+        elif len(metadata) and all(isinstance(entry, (list, tuple)) for entry in metadata):
+            metadata = [entry for group in metadata for entry in group]  # nested per video, as transformers allows
         elif len(metadata) != len(clips):
             raise ValueError(f"Got {len(metadata)} video_metadata entries for {len(clips)} videos.")
 
@@ -674,4 +681,4 @@ class MCGVideoProcessor(BaseVideoProcessor):
         return frames, meta
 
 
-__all__ = ["MCGVideoProcessor", "MCGVideosKwargs"]
+__all__ = ["MCGVideoProcessor", "MCGVideoProcessorKwargs"]

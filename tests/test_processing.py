@@ -228,6 +228,61 @@ def test_videos_text_and_video_kwargs_together(processor):
     assert isinstance(as_numpy["input_ids"], np.ndarray) and isinstance(as_numpy["pixel_values_videos"], np.ndarray)
 
 
+def test_options_can_be_flat_or_grouped_by_modality_as_in_transformers(processor):
+    flat = processor(videos=video(), text="what", num_frames=5, padding="max_length", return_tensors="np")
+    grouped = processor(
+        videos=video(),
+        text="what",
+        videos_kwargs={"num_frames": 5},
+        text_kwargs={"padding": "max_length"},
+        common_kwargs={"return_tensors": "np"},
+    )
+    assert flat.keys() == grouped.keys()
+    for key in flat:
+        np.testing.assert_array_equal(flat[key], grouped[key])
+    assert flat["pixel_values_videos"].shape[1] == 5 and flat["input_ids"].shape == (1, processor.max_question_length)
+    with pytest.raises(ValueError, match="num_frames was passed two times"):
+        processor(videos=video(), num_frames=5, videos_kwargs={"num_frames": 4})
+
+
+def test_text_options_shape_the_questions(processor):
+    long_question = "what is the man doing in the kitchen"  # [ENC] + 8 words + [SEP]
+    cut = processor(text=long_question, max_length=5)["input_ids"]
+    assert cut.tolist() == [[ENC, ID["what"], ID["is"], ID["the"], SEP]]
+    padded = processor(text=["what", "is he"], padding="max_length", max_length=7)
+    assert padded["input_ids"].tolist() == [
+        [ENC, ID["what"], SEP] + [PAD] * 4,
+        [ENC, ID["is"], ID["he"], SEP] + [PAD] * 3,
+    ]
+    left = processor(text=["what", "is he"], padding_side="left", pad_to_multiple_of=8)
+    assert left["input_ids"].tolist() == [
+        [PAD] * 5 + [ENC, ID["what"], SEP],
+        [PAD] * 4 + [ENC, ID["is"], ID["he"], SEP],
+    ]
+    assert left["attention_mask"].tolist() == [[0] * 5 + [1] * 3, [0] * 4 + [1] * 4]
+    assert "attention_mask" not in processor(text="what", return_attention_mask=False)
+    ragged = processor(
+        text=["what", "is he"], answers=["hello", "sleeping in the kitchen"], padding=False, return_tensors=None
+    )
+    assert ragged["input_ids"] == [[ENC, ID["what"], SEP], [ENC, ID["is"], ID["he"], SEP]]
+    assert [len(labels) for labels in ragged["labels"]] == [2, 5]
+    with pytest.raises(ValueError, match=r"text\[0\] takes 10 tokens .* more than 5"):
+        processor(text=long_question, max_length=5, truncation=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"text_pair": "hello"}, r"does not support the text option\(s\) \['text_pair'\]"),
+        ({"text_kwargs": {"stride": 2}}, r"\['stride'\]"),
+        ({"images_kwargs": {"size": 3}}, r"unexpected keyword argument\(s\) \['images_kwargs'\]"),
+    ],
+)
+def test_options_the_question_encoding_cannot_honour_are_refused(processor, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        processor(text="what", **kwargs)
+
+
 def test_token_id_properties_and_decoding(processor):
     assert (processor.pad_token_id, processor.decoder_start_token_id, processor.eos_token_id) == (PAD, DEC, SEP)
     assert processor.enc_token_id == ENC and processor.bos_token_id == DEC

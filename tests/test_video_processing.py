@@ -220,6 +220,21 @@ def test_fps_sampling_needs_a_frame_rate_and_pads_batches(clip_path):
     assert from_file["pixel_values_videos"].shape[1] == len(expected)
 
 
+def test_fps_samples_frames_per_second_of_video_as_in_transformers(clip_path):
+    """`fps=` is transformers' name for sampling by time: the same frames as sampling="fps" at that target_fps."""
+    processor = small_processor(**RAW)
+    by_fps = processor(counting_video(40), fps=2.0, video_metadata={"fps": 8.0})
+    by_name = processor(counting_video(40), sampling="fps", target_fps=2.0, video_metadata={"fps": 8.0})
+    torch.testing.assert_close(by_fps["pixel_values_videos"], by_name["pixel_values_videos"])
+    assert by_fps["pixel_values_videos"].shape[1] == 10  # 5 s at 2 frames per second
+    nested = processor([counting_video(40)], fps=2.0, video_metadata=[[{"fps": 8.0}]])  # one list per video
+    torch.testing.assert_close(nested["pixel_values_videos"], by_fps["pixel_values_videos"])
+    assert processor(clip_path, fps=1.0)["pixel_values_videos"].shape[1] == 3  # 24 frames at 8 fps: 3 s
+    assert processor.sample_frames({"total_num_frames": 8, "fps": 4}, fps=3).tolist() == [0, 2, 3, 4, 6, 7]
+    with pytest.raises(ValueError, match="frame rate"):
+        processor(counting_video(40), fps=2.0)
+
+
 def test_augmentation_is_consistent_within_a_clip_and_seedable():
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 256, size=(30, 44, 3), dtype=np.uint8)
@@ -287,8 +302,10 @@ def test_bad_options_are_rejected():
         small_processor()(counting_video(8), frame_padding="zeros")
     with pytest.raises(TypeError, match="unexpected keyword"):
         small_processor()(counting_video(8), frames=4)
-    with pytest.raises(ValueError, match="target_fps"):
-        small_processor()(counting_video(8), fps=2)
+    with pytest.raises(ValueError, match="pass it without sampling=, target_fps= or num_frames="):
+        small_processor()(counting_video(8), fps=2, num_frames=4, video_metadata={"fps": 8.0})
+    with pytest.raises(ValueError, match="pass it without sampling="):
+        small_processor()(counting_video(8), fps=2, sampling="rand", video_metadata={"fps": 8.0})
     with pytest.raises(ValueError, match="resample"):
         small_processor(resample=1)
 
