@@ -302,12 +302,17 @@ class MCGProcessor(ProcessorMixin):
         without subtitles to `max_length` when that is given; subtitles fill what is left of `max_length` (default
         `max_subtitle_length`). With `truncation=False` a sequence that would be cut raises instead."""
         sep = self.eos_token_id
+        total_budget = self.max_subtitle_length if max_length is None else max_length
         question_budget = self.max_question_length
         if subtitles is None and max_length is not None:
             question_budget = max_length
-        total_budget = self.max_subtitle_length if max_length is None else max_length
-        if question_budget < 2:
-            raise ValueError(f"max_length={max_length} leaves no room for [ENC] and [SEP]; use at least 3.")
+        elif subtitles is not None:
+            question_budget = min(question_budget, total_budget - 1)  # the closing [SEP] of the subtitles must fit
+        if question_budget < 3:
+            raise ValueError(
+                f"max_length={max_length} leaves no room for a question word between [ENC] and [SEP] (and, with "
+                "subtitles, their closing [SEP]); use at least 3 (4 with subtitles)."
+            )
         question_ids = self._tokenize(questions)
         subtitle_ids = [None] * len(questions)
         if subtitles is not None:

@@ -268,6 +268,13 @@ def test_text_options_shape_the_questions(processor):
     assert [len(labels) for labels in ragged["labels"]] == [2, 5]
     with pytest.raises(ValueError, match=r"text\[0\] takes 10 tokens .* more than 5"):
         processor(text=long_question, max_length=5, truncation=False)
+    with_subtitles = processor(text=[long_question, "what"], subtitles=["hello he says", None], max_length=6)
+    assert with_subtitles["input_ids"].tolist() == [
+        [ENC, ID["what"], ID["is"], ID["the"], SEP, SEP],
+        [ENC, ID["what"], SEP, PAD, PAD, PAD],
+    ]
+    with pytest.raises(ValueError, match="no room for a question word"):
+        processor(text="what", subtitles="hello", max_length=3)
 
 
 @pytest.mark.parametrize(
