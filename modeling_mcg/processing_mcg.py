@@ -388,6 +388,10 @@ class MCGProcessor(ProcessorMixin):
             )
         options = self._merge_kwargs(MCGProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text = options["text_kwargs"]
+        for name in ("max_length", "pad_to_multiple_of"):
+            value = text.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
         padding = text.get("padding")
         padding = getattr(padding, "value", padding)  # PaddingStrategy
         padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)

@@ -387,6 +387,12 @@ class MCGVideoProcessor(BaseVideoProcessor):
                 video = torch.from_numpy(array[indices])  # fancy indexing copies only the sampled frames
             video = self._to_channels_last(video, opts["input_data_format"])
             backend = "array"
+        if video.is_floating_point() and not bool(torch.isfinite(video).all()):
+            bad = sorted({int(indices[i]) for i in torch.nonzero(~torch.isfinite(video))[:, 0].tolist()})
+            raise ValueError(
+                f"Video frames {bad[:10]} contain NaN or infinite values; pass finite pixel values (uint8 0-255, or "
+                "floats)."
+            )
         meta = VideoMetadata(
             total_num_frames=len(clip),
             fps=video_fps,
@@ -566,6 +572,10 @@ class MCGVideoProcessor(BaseVideoProcessor):
         opts = {name: kwargs.get(name, getattr(self, name, None)) for name in self.valid_kwargs.__annotations__}
         opts["return_tensors"] = kwargs.get("return_tensors")
         if opts["fps"] is not None:  # transformers' fps: frames to sample per second of video
+            if isinstance(opts["fps"], bool) or not (
+                isinstance(opts["fps"], (int, float)) and 0 < opts["fps"] < math.inf
+            ):
+                raise ValueError(f"fps must be a positive, finite number of frames per second; got {opts['fps']!r}.")
             if kwargs.get("sampling", "fps") != "fps" or {"target_fps", "num_frames"} & set(kwargs):
                 raise ValueError(
                     f"fps={opts['fps']} samples frames by time (sampling='fps' with target_fps=fps, within "

@@ -314,6 +314,9 @@ def test_token_id_properties_and_decoding(processor):
         ({"subtitles": "hello"}, "without text"),
         ({}, "Nothing to process"),
         ({"text": "what", "padding": "left"}, "padding"),
+        ({"text": "what", "pad_to_multiple_of": 0}, "pad_to_multiple_of must be a positive integer"),
+        ({"text": "what", "max_length": 2}, "no room for a question word"),
+        ({"text": "what", "padding_side": "up"}, "padding_side must be 'left' or 'right'"),
     ],
 )
 def test_bad_calls_raise_value_errors(processor, kwargs, match):

@@ -293,6 +293,18 @@ def test_bad_inputs_say_what_was_expected(videos, error, match):
         small_processor()(videos)
 
 
+def test_frames_with_nan_or_infinite_values_are_refused_not_passed_on():
+    video = np.zeros((8, 6, 6, 3), dtype=np.float32)
+    video[5, 2, 2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"Video frames \[5\] contain NaN or infinite values"):
+        small_processor(num_frames=8)(video)
+    frames = [torch.zeros(6, 6, 3) for _ in range(4)]
+    frames[2][0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"Video frames \[2\]"):
+        small_processor(num_frames=4)(frames)
+    assert torch.isfinite(small_processor(num_frames=4)(video[:4])["pixel_values_videos"]).all()
+
+
 def test_bad_options_are_rejected():
     with pytest.raises(ValueError, match="Unknown sampling='middle'"):
         MCGVideoProcessor(sampling="middle")
@@ -306,6 +318,8 @@ def test_bad_options_are_rejected():
         small_processor()(counting_video(8), fps=2, num_frames=4, video_metadata={"fps": 8.0})
     with pytest.raises(ValueError, match="pass it without sampling="):
         small_processor()(counting_video(8), fps=2, sampling="rand", video_metadata={"fps": 8.0})
+    with pytest.raises(ValueError, match="fps must be a positive, finite number"):
+        small_processor()(counting_video(8), fps=0, video_metadata={"fps": 8.0})
     with pytest.raises(ValueError, match="resample"):
         small_processor(resample=1)
 
