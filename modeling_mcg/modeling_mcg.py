@@ -850,6 +850,12 @@ def _check_video_inputs(config, pixel_values_videos, video_frame_mask, batch_siz
             "pixel_values_videos must have shape (batch, frames, channels, height, width), got "
             f"{tuple(pixel_values_videos.shape)}; a single video needs a leading batch dimension (use the processor)."
         )
+    if not pixel_values_videos.is_floating_point():
+        raise ValueError(
+            f"pixel_values_videos is {pixel_values_videos.dtype}, not floating point: raw frames would reach the model "
+            "unnormalised; pass them through the processor (MCGVideoProcessor), whose output is rescaled and "
+            "normalised float32."
+        )
     b, t, c, h, w = pixel_values_videos.shape
     if c != vc.num_channels:
         raise ValueError(

@@ -574,6 +574,10 @@ def test_auto_classes_load_with_the_package_imported(tmp_path):
         (lambda x: x.update(video_frame_mask=torch.zeros(3, 5, dtype=torch.long)), "every frame"),
         (lambda x: x.update(video_frame_mask=torch.ones(3, 4, dtype=torch.long)), "video_frame_mask must have shape"),
         (lambda x: x.pop("pixel_values_videos"), "pixel_values_videos is required"),
+        (
+            lambda x: x.update(pixel_values_videos=(x["pixel_values_videos"] * 50).clamp(0, 255).to(torch.uint8)),
+            "torch.uint8, not floating point: raw frames",
+        ),
     ],
 )
 def test_bad_inputs_raise_value_error(mutate, message):
