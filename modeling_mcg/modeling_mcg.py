@@ -766,8 +766,7 @@ class MCGPreTrainedModel(PreTrainedModel):
     def _stack_passes(self, inputs: dict) -> list[tuple[tuple[nn.Module, ...], int]]:
         """(modules, tokens) for every pass of this model's forward over `inputs`; see `floating_point_ops`. Here:
         the whole model over the main input's tokens (a text stack)."""
-        main = inputs.get(self.main_input_name)
-        return [((self,), 0 if main is None else main.numel())]
+        return [((self,), _token_counts(inputs, self.main_input_name)[1])]
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights (safetensors), config and generation config; with the package imported, also the model code
@@ -939,6 +938,12 @@ def _select_videos(video: MCGVideoOutput, video_index: torch.Tensor) -> MCGVideo
 # ----------------------------------------------------------------------------------------------------------------
 # The stacks: IVM and the text stack (IQM / fusor / answer generator)
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def _token_counts(inputs: dict, *names: str) -> tuple[int, int]:
+    """(rows, tokens) of the first of `names` present in `inputs`, for the FLOP count; zeros if none is."""
+    ids = next((inputs[name] for name in names if inputs.get(name) is not None), None)
+    return (0, 0) if ids is None else (ids.shape[0], ids.numel())
 
 
 def _video_token_counts(config: MCGConfig, inputs: dict) -> tuple[int, int, int]:
@@ -1169,8 +1174,7 @@ class MCGModel(MCGPreTrainedModel):
         """The IVM once per distinct video, the IQM `text_passes` times over the text, the fusor `fusion_passes`
         times (with `fusion_type="concat"` the IQM again, over each question and its video's tokens)."""
         _, _, output = _video_token_counts(self.config, inputs)
-        ids = inputs.get("input_ids")
-        rows, text = (0, 0) if ids is None else (ids.shape[0], ids.numel())
+        rows, text = _token_counts(inputs, "input_ids")
         if self.fusor is not None:
             fusion = ((self.fusor,), fusion_passes * text)
         else:
@@ -1429,11 +1433,9 @@ class MCGForVideoQuestionAnswering(MCGPreTrainedModel, GenerationMixin):
     def _stack_passes(self, inputs):
         """The encoder's passes, the question + answer pairs through the IQM again with ICL/TCL on, and the answer
         tokens through the generator and its head."""
-        answers = inputs.get("labels", inputs.get("decoder_input_ids"))
-        answer_tokens = 0 if answers is None else answers.numel()
-        ids = inputs.get("input_ids")
+        _, answer_tokens = _token_counts(inputs, "labels", "decoder_input_ids")
         contrastive = self.config.icl_loss_weight > 0 or self.config.tcl_loss_weight > 0
-        pairs = contrastive * (answer_tokens + (0 if ids is None else ids.numel()))
+        pairs = contrastive * (answer_tokens + _token_counts(inputs, "input_ids")[1])
         return [
             *self.mcg._stack_passes(inputs),
             ((self.mcg.question_model,), pairs),
@@ -1660,11 +1662,14 @@ class MCGForPreTraining(MCGPreTrainedModel):
     def _stack_passes(self, inputs):
         """The captions through the IQM for the contrastive embeddings, again masked for MLM (then fused, and the
         MLM head) and again for VTM (then fused for the positive pairs and both kinds of hard negatives)."""
-        ids = inputs.get("input_ids")
-        rows, text = (0, 0) if ids is None else (ids.shape[0], ids.numel())
-        mlm, vtm = self.config.mlm_loss_weight > 0, self.vtm_head is not None and rows > 1
+        rows, text = _token_counts(inputs, "input_ids")
+        mlm, vtm = self.config.mlm_loss_weight > 0, self._runs_vtm(rows)
         passes = self.mcg._stack_passes(inputs, text_passes=1 + mlm + vtm, fusion_passes=mlm + 3 * vtm)
         return passes + [((self.mlm_head,), text * mlm)]
+
+    def _runs_vtm(self, batch_size: int) -> bool:
+        """VTM runs when it has a head and the batch more than one pair: one pair has no in-batch negative."""
+        return self.vtm_head is not None and batch_size > 1
 
     def get_input_embeddings(self):
         return self.mcg.get_input_embeddings()
@@ -1733,7 +1738,7 @@ class MCGForPreTraining(MCGPreTrainedModel):
                 loss_mlm = logits_mlm.sum() * 0.0
 
         loss_vtm = logits_vtm = None
-        if self.vtm_head is not None and input_ids.shape[0] > 1:  # one pair has no in-batch negative to match against
+        if self._runs_vtm(input_ids.shape[0]):
             loss_vtm, logits_vtm = self._video_text_matching(
                 video, input_ids, attention_mask, video_embeds, text_embeds, generator
             )

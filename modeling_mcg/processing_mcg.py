@@ -302,12 +302,10 @@ class MCGProcessor(ProcessorMixin):
         without subtitles to `max_length` when that is given; subtitles fill what is left of `max_length` (default
         `max_subtitle_length`). With `truncation=False` a sequence that would be cut raises instead."""
         sep = self.eos_token_id
-        total_budget = self.max_subtitle_length if max_length is None else max_length
-        question_budget = self.max_question_length
-        if subtitles is None and max_length is not None:
-            question_budget = max_length
-        elif subtitles is not None:
-            question_budget = min(question_budget, total_budget - 1)  # the closing [SEP] of the subtitles must fit
+        total_budget = self._sequence_length_limit(subtitles, max_length)
+        question_budget = total_budget
+        if subtitles is not None:  # the question keeps its own cap, and the subtitles' closing [SEP] must fit
+            question_budget = min(self.max_question_length, total_budget - 1)
         if question_budget < 3:
             raise ValueError(
                 f"max_length={max_length} leaves no room for a question word between [ENC] and [SEP] (and, with "
@@ -334,6 +332,12 @@ class MCGProcessor(ProcessorMixin):
             sequences.append(sequence)
         return sequences
 
+    def _sequence_length_limit(self, subtitles, max_length: int | None) -> int:
+        """The longest `[ENC] question [SEP]` (+ `subtitles [SEP]`) may be: `max_length`, or the configured maximum."""
+        if max_length is not None:
+            return max_length
+        return self.max_subtitle_length if subtitles is not None else self.max_question_length
+
     @staticmethod
     def _pad(sequences: list[list[int]], length: int | None, value: int, side: str = "right") -> list[list[int]]:
         if length is None:  # padding=False
@@ -354,9 +358,7 @@ class MCGProcessor(ProcessorMixin):
     def _encode_question_batch(self, questions, subtitles, options: dict) -> dict[str, list[list[int]]]:
         max_length = options.get("max_length")
         sequences = self.encode_questions(questions, subtitles, max_length, options["truncation"])
-        if max_length is None:
-            max_length = self.max_subtitle_length if subtitles is not None else self.max_question_length
-        length = self._padded_length(sequences, max_length, options)
+        length = self._padded_length(sequences, self._sequence_length_limit(subtitles, max_length), options)
         side = options["padding_side"]
         encoded = {"input_ids": self._pad(sequences, length, self.pad_token_id, side)}
         if options["return_attention_mask"]:
